@@ -1,0 +1,1 @@
+"""recovery_jax: anticipatory recovery in cyclic fine-tuning, in JAX."""

@@ -1,0 +1,347 @@
+"""Schema, loading, overriding and validation of a run config.
+
+This is the only module that knows every config key. Config files in `configs/` start from
+`base_config()` and change what their experiment needs; `validate` rejects what the engine
+cannot honour, with a message that names the key, the bad value and what would be valid.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+import json
+import math
+import os
+from typing import Any, Sequence
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+    """A config problem the user can fix: printed as one line, no traceback."""
+
+
+ARCHS = ("gpt_neox", "gpt2")
+INITS = ("pythia", "pythia_1b_hardcoded", "normal", "gpt2", "pretrained")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adam_reset", "adamw")
+SCHEDULES = ("constant", "cosine")
+ORDERS = ("cyclic", "shuffled", "partial", "filler")
+SOURCES = ("news", "wiki", "files", "cnn_dailymail")
+DTYPES = ("float32", "bfloat16")
+CHECKPOINT_EVERY = ("none", "epoch", "episode")
+PROBES = ("weights", "embed_out", "activations", "grads", "pairwise")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every key with its default. A config file may change values, never add keys."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    # The protocol (PAPER.md §1.1): T documents, first C tokens, M steps per episode, E epochs.
+    c.T = 25
+    c.C = 256
+    c.M = 10
+    c.E = 5
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "news"
+    c.data.path = ""  # for source=files: a folder of .txt, a .jsonl or a .csv
+    c.data.text_field = "text"
+    c.data.split = "train"
+    c.data.tokenizer = "neox"  # neox | gpt2 | a tokenizer directory | a hub id
+    c.data.min_tokens = 0  # 0: documents need >= C tokens; smaller values admit padded documents
+    c.data.first_t = False  # take the first T eligible documents instead of a seeded sample
+    c.data.block = 0  # tokens kept per document; 0 means C (random-window runs keep more)
+    c.data.restrict_vocab = False  # softmax over only the tokens present in the T documents
+
+    c.model = ml_collections.ConfigDict()
+    c.model.arch = "gpt_neox"
+    c.model.preset = "pythia-1b"  # a name from recovery_jax.models.PRESETS
+    c.model.hf_path = ""  # local HF directory or hub id; weights are loaded when init=pretrained
+    c.model.revision = ""  # hub revision, e.g. main, step0, step143000
+    c.model.init = "pythia"
+    # Overrides of the preset's shape; 0 keeps the preset value.
+    c.model.hidden_size = 0
+    c.model.num_layers = 0
+    c.model.num_heads = 0
+    c.model.intermediate_size = 0
+    c.model.max_positions = 0
+    c.model.truncate_vocab = True  # shrink the embeddings to the tokenizer's length (authors: 50277)
+    c.model.dtype = "float32"  # compute dtype; parameters stay float32
+    c.model.remat = False
+    c.model.dropout = "off"  # off | from_hf (GPT-2 dropouts active while training)
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "sgd"
+    c.optim.lr = 1e-3
+    c.optim.momentum = 0.9
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.eps = 1e-8
+    c.optim.weight_decay = 0.0
+    c.optim.schedule = "constant"
+    c.optim.min_lr = 0.0
+    c.optim.lr_ref_M = 0  # >0: inverse scaling, lr_used = lr * lr_ref_M / M (PAPER.md Fig 19a)
+    c.optim.freeze_first = 0  # freeze the embedding and the first B blocks (Fig 5d)
+    c.optim.freeze_last = 0  # freeze the last B blocks (the authors' example script)
+
+    c.order = ml_collections.ConfigDict()
+    c.order.kind = "cyclic"
+    c.order.shuffle_n = 0  # partial: shuffle documents 2..N every epoch
+    c.order.filler_min = 20  # filler: random count of one-off documents after the T fixed ones
+    c.order.filler_max = 100
+
+    c.variant = ml_collections.ConfigDict()
+    c.variant.mask_prob = 0.0  # random token masking (Fig 4a), fresh mask every step
+    c.variant.mask_id = -1  # -1: the tokenizer's pad id
+    c.variant.window = -1  # random window shift W (Fig 4b); -1 disables
+    c.variant.window_start = 128  # the evaluation window is [start, start + C)
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every_step = False  # also the all-document loss after every gradient step
+    c.eval.batch = 0  # documents per evaluation batch; 0: all T at once
+
+    c.probes = ml_collections.ConfigDict()
+    c.probes.names = ""  # comma-separated subset of PROBES
+    c.probes.doc = 0  # document whose activations are tracked
+    c.probes.epoch = 4  # state after this many epochs for grads / pairwise
+    c.probes.grad_layer = -1  # block whose attention weights give the gradient vectors; -1: middle
+    c.probes.max_episodes = 0  # keep weight/activation states of the first N episodes; 0: all
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = "epoch"
+    c.checkpoint.keep = 2
+
+    c.progress = True
+    return c
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location(f"_rj_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ConfigError:
+        raise
+    except Exception as e:  # a broken config file is a config error, not a crash
+        raise ConfigError(f"config file {path!r} failed to load: {type(e).__name__}: {e}") from e
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path!r} has no get_config() function")
+    cfg = module.get_config()
+    check_keys(cfg)
+    return cfg
+
+
+def check_keys(cfg: ml_collections.ConfigDict) -> None:
+    """A config file may only use keys the schema knows (catches typos in config files)."""
+    base = base_config()
+    for key in flatten(cfg):
+        if key not in flatten(base):
+            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(flatten(base)))}")
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    items = cfg.items() if hasattr(cfg, "items") else []
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if isinstance(v, (ml_collections.ConfigDict, dict)):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _parse_value(text: str, current: Any, key: str) -> Any:
+    if isinstance(current, bool):
+        low = text.strip().lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"--config.{key}={text!r}: expected a boolean (true/false)")
+    if isinstance(current, int):
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"--config.{key}={text!r}: expected an integer")
+        return value
+    if isinstance(current, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"--config.{key}={text!r}: expected a number") from None
+    return text
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
+    """Apply `key=value` strings (the part after `--config.`), typed by the current value."""
+    cfg = copy.deepcopy(cfg)
+    flat = flatten(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like --config.KEY=VALUE")
+        key, text = item.split("=", 1)
+        if key not in flat:
+            close = [k for k in flat if k.split(".")[-1] == key.split(".")[-1]]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown config key {key!r}{hint}; see recovery_jax/config.py for all keys")
+        value = _parse_value(text, flat[key], key)
+        node = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node[p]
+        node[parts[-1]] = value
+        flat[key] = value
+    return cfg
+
+
+def to_dict(cfg: ml_collections.ConfigDict) -> dict:
+    return json.loads(cfg.to_json())
+
+
+def from_dict(d: dict) -> ml_collections.ConfigDict:
+    cfg = base_config()
+    return apply_overrides(cfg, [f"{k}={v}" for k, v in flatten(d).items()]) if d else cfg
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _choice(cfg, key, choices):
+    value = flatten(cfg)[key]
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}")
+
+
+def _range(cfg, key, lo=None, hi=None, lo_open=False):
+    value = flatten(cfg)[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r} must be a finite number")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise ConfigError(f"{key}={value!r} must be {'>' if lo_open else '>='} {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}={value!r} must be <= {hi}")
+
+
+def probe_names(cfg) -> list[str]:
+    return [p.strip() for p in cfg.probes.names.split(",") if p.strip()]
+
+
+def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Reject every value the engine would otherwise trip over later (or silently ignore)."""
+    check_keys(cfg)
+    base = flatten(base_config())
+    for key, value in flatten(cfg).items():
+        want = type(base[key])
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ConfigError(f"{key}={value!r} has type {type(value).__name__}; expected {want.__name__}")
+    _range(cfg, "T", 1, lo_open=False)
+    _range(cfg, "C", 2)
+    _range(cfg, "M", 1)
+    _range(cfg, "E", 1)
+    _range(cfg, "seed", 0)
+    _choice(cfg, "data.source", SOURCES)
+    if cfg.data.source == "files" and not cfg.data.path:
+        raise ConfigError("data.source='files' needs data.path (a folder of .txt, a .jsonl or a .csv file)")
+    _range(cfg, "data.min_tokens", 0)
+    _range(cfg, "data.block", 0)
+    if cfg.data.block and cfg.data.block < cfg.C:
+        raise ConfigError(f"data.block={cfg.data.block} must be 0 or >= C={cfg.C}")
+    _choice(cfg, "model.arch", ARCHS)
+    _choice(cfg, "model.init", INITS)
+    if cfg.model.init == "pretrained" and not cfg.model.hf_path:
+        raise ConfigError("model.init='pretrained' needs model.hf_path (a local HF directory or a hub id)")
+    for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions"):
+        _range(cfg, f"model.{key}", 0)
+    _choice(cfg, "model.dtype", DTYPES)
+    _choice(cfg, "model.dropout", ("off", "from_hf"))
+    _choice(cfg, "optim.name", OPTIMIZERS)
+    _range(cfg, "optim.lr", 0.0, lo_open=True)
+    _range(cfg, "optim.momentum", 0.0, 1.0)
+    _range(cfg, "optim.b1", 0.0, 1.0)
+    _range(cfg, "optim.b2", 0.0, 1.0)
+    _range(cfg, "optim.eps", 0.0)
+    _range(cfg, "optim.weight_decay", 0.0)
+    _choice(cfg, "optim.schedule", SCHEDULES)
+    _range(cfg, "optim.min_lr", 0.0)
+    _range(cfg, "optim.lr_ref_M", 0)
+    _range(cfg, "optim.freeze_first", 0)
+    _range(cfg, "optim.freeze_last", 0)
+    if cfg.optim.freeze_first and cfg.optim.freeze_last:
+        raise ConfigError("optim.freeze_first and optim.freeze_last cannot both be set")
+    _choice(cfg, "order.kind", ORDERS)
+    if cfg.order.kind == "partial":
+        if not 2 <= cfg.order.shuffle_n <= cfg.T:
+            raise ConfigError(f"order.shuffle_n={cfg.order.shuffle_n} must be in [2, T={cfg.T}] for order.kind='partial'")
+    if cfg.order.kind == "filler":
+        if not 0 <= cfg.order.filler_min <= cfg.order.filler_max:
+            raise ConfigError(
+                f"order.filler_min={cfg.order.filler_min}, order.filler_max={cfg.order.filler_max}: need 0 <= min <= max")
+    _range(cfg, "variant.mask_prob", 0.0, 1.0)
+    if cfg.variant.mask_prob >= 1.0:
+        raise ConfigError(f"variant.mask_prob={cfg.variant.mask_prob} must be < 1")
+    _range(cfg, "variant.mask_id", -1)
+    _range(cfg, "variant.window", -1)
+    _range(cfg, "variant.window_start", 0)
+    if cfg.variant.window >= 0:
+        block = cfg.data.block or cfg.C
+        lo = cfg.variant.window_start - cfg.variant.window
+        hi = cfg.variant.window_start + cfg.C + cfg.variant.window
+        if lo < 0 or hi > block:
+            raise ConfigError(
+                f"variant.window={cfg.variant.window} with window_start={cfg.variant.window_start} and C={cfg.C} "
+                f"needs tokens [{lo}, {hi}) but data.block={block}; raise data.block to >= {hi} "
+                f"(and window_start >= window)")
+    _range(cfg, "eval.batch", 0)
+    for name in probe_names(cfg):
+        if name not in PROBES:
+            raise ConfigError(f"unknown probe {name!r} in probes.names; valid probes: {', '.join(PROBES)}")
+    _range(cfg, "probes.doc", 0, cfg.T - 1)
+    _range(cfg, "probes.epoch", 1, cfg.E)
+    _range(cfg, "probes.grad_layer", -1)
+    _range(cfg, "probes.max_episodes", 0)
+    _choice(cfg, "checkpoint.every", CHECKPOINT_EVERY)
+    _range(cfg, "checkpoint.keep", 1)
+    return cfg
+
+
+def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate `--config.KEY=VALUE` overrides from the other arguments."""
+    overrides, rest = [], []
+    it = iter(argv)
+    for arg in it:
+        if arg.startswith("--config."):
+            body = arg[len("--config."):]
+            if "=" not in body:
+                try:
+                    body = f"{body}={next(it)}"
+                except StopIteration:
+                    raise ConfigError(f"{arg} needs a value") from None
+            overrides.append(body)
+        else:
+            rest.append(arg)
+    return overrides, rest
+
+
+def load(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    cfg = load_config_file(path)
+    cfg = apply_overrides(cfg, overrides)
+    return validate(cfg)
+
+
+def derive(here: str, name: str) -> ml_collections.ConfigDict:
+    """The config of a sibling config file (for files that change one thing of another).
+    Use as `derive(__file__, "default.py")`; names are relative to the calling file's folder."""
+    return load_config_file(os.path.join(os.path.dirname(os.path.abspath(here)), name))

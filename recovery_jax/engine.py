@@ -1,0 +1,133 @@
+"""The compiled core: loss, batched evaluation, and one episode = M scanned updates + evaluation.
+
+Everything here is a pure function of an explicit state pytree
+`{"params", "opt_state", "step", "rng"}`; the host loop lives in `runner.py`. One episode is one
+XLA program (compiled once per run), its input state buffers donated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from recovery_jax import schedule
+from recovery_jax.optim import Optimizer, apply_update
+
+Params = Any
+State = dict
+
+
+def token_nll(logits_BLV: jax.Array, targets_BL: jax.Array) -> jax.Array:
+    """Per-position next-token NLL in float32 (no log-softmax tensor kept for the backward pass)."""
+    logits_BLV = logits_BLV.astype(jnp.float32)
+    lse_BL = jax.nn.logsumexp(logits_BLV, axis=-1)
+    target_BL = jnp.take_along_axis(logits_BLV, targets_BL[..., None], axis=-1)[..., 0]
+    return lse_BL - target_BL
+
+
+def masked_doc_losses(logits_BLV, targets_BL, weights_BL) -> jax.Array:
+    """HF causal-LM loss per document: logits at 0..L-2 predict targets 1..L-1, mean over the
+    targets whose weight is 1 (padding has weight 0, exactly like labels = -100)."""
+    nll_BL = token_nll(logits_BLV[:, :-1], targets_BL[:, 1:])
+    w_BL = weights_BL[:, 1:].astype(jnp.float32)
+    return (nll_BL * w_BL).sum(-1) / jnp.maximum(w_BL.sum(-1), 1.0)
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """Static facts the compiled episode needs (hashable: part of the jit cache key)."""
+    M: int
+    C: int
+    mask_prob: float = 0.0
+    mask_id: int = 0
+    window: int = -1  # random window shift W; -1: train on the first C tokens
+    window_start: int = 0
+    eval_batch: int = 0  # 0: all documents in one batch
+    every_step_eval: bool = False
+    dropout: bool = False
+
+
+class Engine:
+    """Binds a model's apply function and an optimizer to the compiled episode and evaluation."""
+
+    def __init__(self, apply_fn: Callable, optimizer: Optimizer, spec: EpisodeSpec):
+        self.apply_fn = apply_fn  # (params, input_ids_BL, deterministic, rngs) -> logits_BLV
+        self.opt = optimizer
+        self.spec = spec
+        self.episode = jax.jit(self._episode, donate_argnums=(0,))
+        self.evaluate = jax.jit(self._evaluate)
+
+    # ------------------------------------------------------------------ state
+    def init_state(self, params: Params, rng: jax.Array) -> State:
+        return {"params": params, "opt_state": self.opt.direction.init(params),
+                "step": jnp.zeros((), jnp.int32), "rng": rng}
+
+    # ------------------------------------------------------------------ losses
+    def loss(self, params, inputs_BL, targets_BL, weights_BL, dropout_key=None) -> jax.Array:
+        """Mean over the batch of per-document losses (batch is 1 during training)."""
+        deterministic = dropout_key is None
+        rngs = None if deterministic else {"dropout": dropout_key}
+        logits = self.apply_fn(params, inputs_BL, deterministic, rngs)
+        return masked_doc_losses(logits, targets_BL, weights_BL).mean()
+
+    def _evaluate(self, params, tokens_TC, mask_TC) -> jax.Array:
+        """Loss of every document, batched (in chunks of eval_batch when memory requires)."""
+        def losses(tok, msk):
+            return masked_doc_losses(self.apply_fn(params, tok, True, None), tok, msk)
+        T = tokens_TC.shape[0]
+        b = self.spec.eval_batch
+        if not b or b >= T:
+            return losses(tokens_TC, mask_TC)
+        n = -(-T // b)
+        pad = n * b - T
+        tok = jnp.pad(tokens_TC, ((0, pad), (0, 0))).reshape(n, b, -1)
+        msk = jnp.pad(mask_TC, ((0, pad), (0, 0))).reshape(n, b, -1)
+        out = jax.lax.map(lambda xs: losses(*xs), (tok, msk))
+        return out.reshape(-1)[:T]
+
+    # ------------------------------------------------------------------ one episode
+    def _view(self, tokens_B, mask_B, key):
+        """The training input of one step: window (Fig 4b), then input masking (Fig 4a)."""
+        s = self.spec
+        if s.window >= 0:
+            k_win, key = jax.random.split(key)
+            off = schedule.window_offset(k_win, s.window_start, s.window)
+            tokens = jax.lax.dynamic_slice(tokens_B, (off,), (s.C,))
+            mask = jax.lax.dynamic_slice(mask_B, (off,), (s.C,))
+        else:
+            tokens, mask = tokens_B[: s.C], mask_B[: s.C]
+        inputs = tokens
+        if s.mask_prob > 0:
+            inputs = schedule.mask_tokens(tokens, key, s.mask_prob, s.mask_id)
+        return inputs, tokens, mask
+
+    def _episode(self, state: State, tokens_B, mask_B, eval_tokens_TC, eval_mask_TC):
+        """M updates on one document (each loss recorded before its update), then all-document
+        evaluation. Returns (state, train_losses_M, eval_losses_T[, step_eval_losses_MT])."""
+        s = self.spec
+        params = state["params"]
+        opt_state = self.opt.direction.init(params) if self.opt.reset_each_episode else state["opt_state"]
+        rng, ep_key = jax.random.split(state["rng"])
+        keys = jax.random.split(ep_key, s.M)
+
+        def step(carry, key):
+            params, opt_state, gstep = carry
+            k_view, k_drop = jax.random.split(key)
+            inputs, targets, weights = self._view(tokens_B, mask_B, k_view)
+            loss, grads = jax.value_and_grad(self.loss)(
+                params, inputs[None], targets[None], weights[None], k_drop if s.dropout else None)
+            direction, opt_state = self.opt.direction.update(grads, opt_state, params)
+            params = apply_update(params, direction, self.opt.lr_at(gstep))
+            out = (loss, self._evaluate(params, eval_tokens_TC, eval_mask_TC)) if s.every_step_eval else loss
+            return (params, opt_state, gstep + 1), out
+
+        (params, opt_state, gstep), out = jax.lax.scan(step, (params, opt_state, state["step"]), keys)
+        new_state = {"params": params, "opt_state": opt_state, "step": gstep, "rng": rng}
+        eval_T = self._evaluate(params, eval_tokens_TC, eval_mask_TC)
+        if s.every_step_eval:
+            train_M, step_eval_MT = out
+            return new_state, train_M, eval_T, step_eval_MT
+        return new_state, out, eval_T

@@ -1,0 +1,77 @@
+import glob
+import os
+
+import pytest
+
+from recovery_jax import config as C
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True))
+
+
+def test_there_are_configs():
+    assert any(p.endswith("default.py") for p in CONFIGS)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_every_config_loads_and_validates(path):
+    cfg = C.load(path)
+    assert cfg.T >= 1 and cfg.M >= 1
+    doc = open(path).read().split('"""')[1]
+    assert "python -m recovery_jax." in doc, "the docstring must give the run command"
+
+
+def test_overrides_are_typed():
+    cfg = C.load(os.path.join(ROOT, "configs/default.py"), ["T=10", "optim.lr=3e-4", "data.restrict_vocab=false",
+                                                           "optim.name=sgd"])
+    assert cfg.T == 10 and cfg.optim.lr == 3e-4 and cfg.data.restrict_vocab is False and cfg.optim.name == "sgd"
+
+
+def test_split_argv():
+    o, rest = C.split_argv(["--config", "x.py", "--config.T=3", "--config.M", "4", "--resume"])
+    assert o == ["T=3", "M=4"] and rest == ["--config", "x.py", "--resume"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("Tee=3", "unknown config key 'Tee'"),
+    ("optim.lrr=3", "unknown config key 'optim.lrr'"),
+    ("T=ten", "expected an integer"),
+    ("T=2.5", "expected an integer"),
+    ("optim.lr=fast", "expected a number"),
+    ("data.restrict_vocab=maybe", "expected a boolean"),
+    ("T=0", "T=0 must be >= 1"),
+    ("M=0", "M=0 must be >= 1"),
+    ("E=-1", "E=-1 must be >= 1"),
+    ("optim.lr=0", "optim.lr=0.0 must be > 0.0"),
+    ("optim.lr=-1e-3", "optim.lr=-0.001 must be > 0.0"),
+    ("optim.name=lion", "optim.name='lion' is not valid; choose one of: sgd"),
+    ("order.kind=zigzag", "order.kind='zigzag' is not valid"),
+    ("probes.names=weights,brain", "unknown probe 'brain'"),
+    ("variant.mask_prob=1.0", "must be < 1"),
+    ("variant.window=64", "raise data.block"),
+    ("data.block=10", "data.block=10 must be 0 or >= C"),
+    ("model.init=pretrained", "needs model.hf_path"),
+    ("order.kind=partial", "order.shuffle_n=0 must be in [2, T=25]"),
+])
+def test_validation_errors(override, message):
+    with pytest.raises(C.ConfigError) as e:
+        C.load(os.path.join(ROOT, "configs/default.py"), [override])
+    assert message in str(e.value)
+
+
+def test_config_file_with_unknown_key(tmp_path):
+    p = tmp_path / "bad.py"
+    p.write_text("from recovery_jax.config import base_config\n"
+                 "def get_config():\n    c = base_config()\n    c.optim.lrate = 1.0\n    return c\n")
+    with pytest.raises(C.ConfigError, match="unknown config key 'optim.lrate'"):
+        C.load(str(p))
+
+
+def test_missing_config_file():
+    with pytest.raises(C.ConfigError, match="does not exist"):
+        C.load("/nonexistent/cfg.py")
+
+
+def test_dict_round_trip():
+    cfg = C.load(os.path.join(ROOT, "configs/default.py"))
+    assert C.to_dict(C.from_dict(C.to_dict(cfg))) == C.to_dict(cfg)
