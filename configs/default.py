@@ -2,7 +2,7 @@
 
 A from-scratch Pythia-style GPT-NeoX (Pythia-recipe init for its own width and depth) trained
 cyclically on T=25 ABC news articles (shipped with gensim), C=128 tokens each, M=10 Adam steps
-per document with the Adam state reset at every document (PAPER.md Fig 6), E=5 epochs.
+per document with the Adam state reset at every document (PAPER.md Fig 6; lr 3e-4), E=5 epochs.
 
 Differences from the paper's default (pretrained Pythia-1B, C=256, SGD lr 1e-3), and why: no
 pretrained weights exist offline, and plain SGD at lr 1e-3 from scratch learns almost nothing in
@@ -30,7 +30,7 @@ def get_config():
     c.model.intermediate_size = 1024
     c.model.init = "pythia"
     c.optim.name = "adam_reset"
-    c.optim.lr = 1e-4
+    c.optim.lr = 3e-4
     c.order.kind = "cyclic"
     c.checkpoint.every = "epoch"
     return c

@@ -107,6 +107,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.probes.epoch = 4  # state after this many epochs for grads / pairwise
     c.probes.grad_layer = -1  # block whose attention weights give the gradient vectors; -1: middle
     c.probes.max_episodes = 0  # keep weight/activation states of the first N episodes; 0: all
+    c.probes.sketch_dim = 0  # >0: CountSketch weight states to this many dimensions (big models)
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = "epoch"
@@ -308,10 +309,12 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     for name in probe_names(cfg):
         if name not in PROBES:
             raise ConfigError(f"unknown probe {name!r} in probes.names; valid probes: {', '.join(PROBES)}")
-    _range(cfg, "probes.doc", 0, cfg.T - 1)
-    _range(cfg, "probes.epoch", 1, cfg.E)
+    if probe_names(cfg):
+        _range(cfg, "probes.doc", 0, cfg.T - 1)
+        _range(cfg, "probes.epoch", 1, cfg.E)
     _range(cfg, "probes.grad_layer", -1)
     _range(cfg, "probes.max_episodes", 0)
+    _range(cfg, "probes.sketch_dim", 0)
     _choice(cfg, "checkpoint.every", CHECKPOINT_EVERY)
     _range(cfg, "checkpoint.keep", 1)
     return cfg

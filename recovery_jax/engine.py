@@ -53,8 +53,10 @@ class EpisodeSpec:
 class Engine:
     """Binds a model's apply function and an optimizer to the compiled episode and evaluation."""
 
-    def __init__(self, apply_fn: Callable, optimizer: Optimizer, spec: EpisodeSpec):
+    def __init__(self, apply_fn: Callable, optimizer: Optimizer, spec: EpisodeSpec,
+                 hidden_fn: Callable | None = None):
         self.apply_fn = apply_fn  # (params, input_ids_BL, deterministic, rngs) -> logits_BLV
+        self.apply_hidden = hidden_fn  # (params, input_ids_BL) -> (logits_BLV, hidden_BLD), for probes
         self.opt = optimizer
         self.spec = spec
         self.episode = jax.jit(self._episode, donate_argnums=(0,))
@@ -131,3 +133,10 @@ class Engine:
             train_M, step_eval_MT = out
             return new_state, train_M, eval_T, step_eval_MT
         return new_state, out, eval_T
+
+    def train_then_eval(self, state: State, tokens_TB, mask_TB, eval_tokens_TC, eval_mask_TC) -> jax.Array:
+        """Row i: all-document losses after one episode on document i, each from the same `state`
+        (the pairwise recovery matrix, PAPER.md §2.6). One sequential program over i."""
+        def one(xs):
+            return self._episode(state, xs[0], xs[1], eval_tokens_TC, eval_mask_TC)[2]
+        return jax.lax.map(one, (tokens_TB, mask_TB))

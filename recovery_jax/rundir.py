@@ -7,14 +7,12 @@ checkpoints/ (orbax), run.lock while a run is alive.
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import shutil
-import tempfile
 from typing import Any
 
-import numpy as np
+from recovery_jax import results
 
 RESULT_FILES = ("documents.json", "model.json", "losses.npz", "summary.json", "probes.npz")
 IGNORED_KEYS = ("progress",)  # config keys that may differ between a run and its resumption
@@ -24,43 +22,24 @@ class RunError(RuntimeError):
     """A run-time problem the user can act on (printed as one line by the CLI)."""
 
 
-def _atomic_write(path: str, payload: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, rename: readers never see half a file,
-    and a full disk leaves the previous version intact."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+def _guard_write(path: str, write) -> None:
+    """A failed write (a full disk above all) becomes a RunError; the previous file stays intact,
+    because the writers in results.py write a temporary file and rename it."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write()
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        directory = os.path.dirname(os.path.abspath(path))
         if e.errno == errno.ENOSPC:
             raise RunError(f"disk full while writing {path}; the earlier files in {directory} are intact") from None
         raise RunError(f"could not write {path}: {e.strerror or e}") from None
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def write_json_atomic(path: str, obj: Any) -> None:
-    _atomic_write(path, json.dumps(obj, indent=2, default=_json_default, allow_nan=True).encode())
+    _guard_write(path, lambda: results.write_json_atomic(path, obj))
 
 
 def write_npz_atomic(path: str, **arrays) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    _atomic_write(path, buf.getvalue())
+    _guard_write(path, lambda: results.write_npz_atomic(path, **arrays))
 
 
 def _strip(cfg: dict) -> dict:

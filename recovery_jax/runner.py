@@ -117,18 +117,31 @@ def max_positions(arch: str, hf: dict) -> int:
     return int(hf["max_position_embeddings"] if arch == "gpt_neox" else hf["n_positions"])
 
 
+def restrict_vocab_params(arch: str, hf: dict, params, vocab_map: np.ndarray):
+    """Keep only the embedding rows (and output columns) of the tokens present in the documents."""
+    params = dict(params)
+    if arch == "gpt_neox":
+        params["embed_in"] = {"embedding": params["embed_in"]["embedding"][vocab_map]}
+        params["embed_out"] = {"kernel": params["embed_out"]["kernel"][:, vocab_map]}
+    else:
+        params["wte"] = {"embedding": params["wte"]["embedding"][vocab_map]}
+    return params, dict(hf, vocab_size=int(len(vocab_map)))
+
+
 def build_params(cfg, rd: RunData, key) -> tuple[str, dict, Any]:
     if cfg.model.init == "pretrained":
-        arch, hf, params = models.load_hf(cfg.model.hf_path, revision=cfg.model.revision or None,
-                                          vocab_size=None if rd.docs.vocab_map is not None else
-                                          (rd.vocab_size if cfg.model.truncate_vocab else None))
-        if rd.docs.vocab_map is not None:
-            params, hf = models.restrict_vocab_params(arch, hf, params, np.asarray(rd.docs.vocab_map))
-        if hf["vocab_size"] < rd.vocab_size:
-            raise config_lib.ConfigError(f"tokenizer vocabulary ({rd.vocab_size}) is larger than the model's "
-                                         f"({hf['vocab_size']}); use the model's own tokenizer")
+        arch, hf, params = models.load_hf(cfg.model.hf_path, revision=cfg.model.revision or None)
         if cfg.model.arch != arch:
             raise config_lib.ConfigError(f"model.arch={cfg.model.arch!r} but {cfg.model.hf_path!r} is a {arch} model")
+        tok_vocab = int(rd.docs.tokenizer_vocab_size)
+        if tok_vocab > hf["vocab_size"]:
+            raise config_lib.ConfigError(
+                f"the tokenizer's vocabulary ({tok_vocab} tokens, data.tokenizer={cfg.data.tokenizer!r}) is larger "
+                f"than the model's ({hf['vocab_size']}); use the model's own tokenizer")
+        if rd.docs.vocab_map is not None:  # only the rows of the tokens present
+            params, hf = restrict_vocab_params(arch, hf, params, np.asarray(rd.docs.vocab_map))
+        elif cfg.model.truncate_vocab:  # the authors' resize_token_embeddings(len(tokenizer))
+            params, hf = restrict_vocab_params(arch, hf, params, np.arange(tok_vocab))
         if arch == "gpt2" and cfg.model.dropout == "off":
             hf.update(attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0)
     else:
@@ -148,6 +161,9 @@ def make_engine(cfg, arch: str, hf: dict, total_steps: int, params, pad_id: int)
     def apply_fn(p, ids_BL, deterministic, rngs):
         return model.apply({"params": p}, ids_BL, deterministic=deterministic, rngs=rngs)
 
+    def hidden_fn(p, ids_BL):
+        return model.apply({"params": p}, ids_BL, deterministic=True, return_hidden=True)
+
     trainable = None
     if cfg.optim.freeze_first or cfg.optim.freeze_last:
         trainable = models.trainable_mask(arch, params, freeze_first=cfg.optim.freeze_first,
@@ -159,7 +175,7 @@ def make_engine(cfg, arch: str, hf: dict, total_steps: int, params, pad_id: int)
         window=int(cfg.variant.window), window_start=int(cfg.variant.window_start),
         eval_batch=int(cfg.eval.batch), every_step_eval=bool(cfg.eval.every_step),
         dropout=(arch == "gpt2" and cfg.model.dropout == "from_hf"))
-    return Engine(apply_fn, opt, spec)
+    return Engine(apply_fn, opt, spec, hidden_fn)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -241,10 +257,30 @@ def run(cfg, workdir: str, *, resume: bool = False, overwrite: bool = False, log
         compile_s = time.time() - t0
         if start_k == 0:
             eval_losses[0] = np.asarray(evaluate(state["params"], eval_tok, eval_msk))
+        probes = None
+        if config_lib.probe_names(cfg):
+            from recovery_jax.probes import Probes
+            if cfg.order.kind == "filler" and "pairwise" in config_lib.probe_names(cfg):
+                raise config_lib.ConfigError("the pairwise probe needs the T documents only; not with order.kind='filler'")
+            probes = Probes(config_lib.probe_names(cfg), engine=engine, arch=arch, params=state["params"],
+                            eval_tokens_TC=eval_tok, eval_mask_TC=eval_msk, train_tokens_TB=train_tok,
+                            train_mask_TB=train_msk, doc=cfg.probes.doc, epoch=cfg.probes.epoch, T=T,
+                            grad_layer=cfg.probes.grad_layer, max_episodes=cfg.probes.max_episodes,
+                            sketch_dim=cfg.probes.sketch_dim, n_episodes=K)
+            if start_k:
+                snap = rundir.file("probes_partial.npz")
+                if not os.path.exists(snap):
+                    raise RunError(f"cannot resume the probes: {snap} is missing; rerun with --overwrite")
+                probes.restore(dict(np.load(snap)), start_k)
         log(f"model {arch} {n_params / 1e6:.2f}M params | T={T} C={cfg.C} M={cfg.M} E={cfg.E} "
             f"| {K} episodes | optimizer {cfg.optim.name} lr {cfg.optim.lr:g}"
             + (f" | restricted softmax: {rd.vocab_size} tokens (data.restrict_vocab)" if cfg.data.restrict_vocab else "")
             + f" | compiled in {compile_s:.1f}s")
+
+        def save_checkpoint(k):
+            if probes is not None:  # first, so a checkpoint never exists without its probe data
+                rundir.write_npz("probes_partial.npz", **probes.snapshot())
+            ckpt.save(k, state, eval_losses, train_losses, step_eval)
 
         progress = _progress(K, start_k, cfg.progress)
         stopper = _Interrupt()
@@ -267,6 +303,10 @@ def run(cfg, workdir: str, *, resume: bool = False, overwrite: bool = False, log
                                    f"Results up to episode {k} are in {rundir.path}")
                 progress.update(1, loss=float(train_losses[(k - 1) * cfg.M]), doc=int(order.docs_K[k - 1]))
                 end_of_epoch = k == K or order.epoch_K[k] != order.epoch_K[k - 1]
+                if probes is not None:
+                    probes.after_episode(k, state)
+                    if end_of_epoch:
+                        probes.at_epoch_end(int(order.epoch_K[k - 1]) + 1, state)
                 if end_of_epoch:
                     rs = metrics.recovery_scores(eval_losses[: k + 1], order.docs_K[:k])
                     for n, v in enumerate(np.atleast_1d(rs), start=1):
@@ -275,11 +315,11 @@ def run(cfg, workdir: str, *, resume: bool = False, overwrite: bool = False, log
                             progress.write(f"  cycle {n}: recovery score {_fmt(float(v))}")
                     _save_partial(rundir, eval_losses, train_losses, step_eval, order, k)
                     if cfg.checkpoint.every == "epoch" and k < K:
-                        ckpt.save(k, state, eval_losses, train_losses, step_eval)
+                        save_checkpoint(k)
                 elif cfg.checkpoint.every == "episode":
-                    ckpt.save(k, state, eval_losses, train_losses, step_eval)
+                    save_checkpoint(k)
                 if stopper.hit:
-                    ckpt.save(k, state, eval_losses, train_losses, step_eval)
+                    save_checkpoint(k)
                     _save_partial(rundir, eval_losses, train_losses, step_eval, order, k)
                     raise KeyboardInterrupt
         finally:
@@ -299,6 +339,10 @@ def run(cfg, workdir: str, *, resume: bool = False, overwrite: bool = False, log
             "resumed_from_episode": start_k, "device": jax.devices()[0].device_kind,
         })
         _save_partial(rundir, eval_losses, train_losses, step_eval, order, K)
+        if probes is not None:
+            rundir.write_npz("probes.npz", **probes.finish())
+            if os.path.exists(rundir.file("probes_partial.npz")):
+                os.unlink(rundir.file("probes_partial.npz"))
         rundir.write_json("summary.json", summary)
         ckpt.clear()
         _print_table(summary, log)
@@ -322,8 +366,9 @@ def _print_table(summary: dict, log) -> None:
     log("\n  cycle | recovery score")
     for n, v in enumerate(rs, start=1):
         log(f"  {n:5d} | {_fmt(v)}")
-    if summary.get("online_loss") is not None:
-        log(f"  online loss (epochs 2..E): {_fmt(summary['online_loss'])}")
+    online = summary.get("online_loss") or {}
+    if online.get("mean") is not None:
+        log(f"  online loss (epochs {online.get('first_epoch', 2)}..E): {_fmt(online['mean'])}")
     log(f"  {summary['episodes']} episodes in {summary['train_wall_s']:.1f}s "
         f"({summary['tokens_per_s']:.0f} tokens/s incl. evaluation; compile {summary['compile_s']:.1f}s)")
 

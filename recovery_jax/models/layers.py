@@ -1,0 +1,152 @@
+"""Building blocks shared by the GPT-NeoX and GPT-2 ports.
+
+Numerics policy: parameters are float32; matmuls run in the compute `dtype`; LayerNorm statistics, rotary
+angles, attention logits/softmax and the unembedding accumulate in float32 (what HF does in fp32 and what keeps
+bf16 runs stable).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+Dtype = Any
+F32 = jnp.float32
+DEFAULT_INIT = nn.initializers.normal(0.02)  # overwritten by init_params(); only used by raw model.init
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """HF activation name -> function. "gelu" is the exact erf GELU (jax defaults to tanh, a classic port bug)."""
+    if name == "gelu":
+        return lambda x: jax.nn.gelu(x, approximate=False)
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return lambda x: jax.nn.gelu(x, approximate=True)
+    if name == "relu":
+        return jax.nn.relu
+    raise ValueError(f"unsupported activation {name!r}")
+
+
+class LayerNorm(nn.Module):
+    """torch.nn.LayerNorm semantics: two-pass variance in fp32, epsilon from the HF config (flax defaults to 1e-6)."""
+
+    eps: float
+    dtype: Dtype = F32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        d = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (d,), F32)
+        bias = self.param("bias", nn.initializers.zeros, (d,), F32)
+        x32 = x.astype(F32)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        centered = x32 - mean
+        var = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
+        y = centered * jax.lax.rsqrt(var + self.eps) * scale + bias
+        return y.astype(self.dtype)
+
+
+def dense(features: int, name: str, dtype: Dtype, use_bias: bool = True) -> nn.Dense:
+    """Linear layer with an fp32 [in, out] kernel (torch Linear weights are transposed on load)."""
+    return nn.Dense(
+        features, use_bias=use_bias, dtype=dtype, param_dtype=F32, kernel_init=DEFAULT_INIT, name=name
+    )
+
+
+class Embed(nn.Module):
+    """Token/position table [num, features] in fp32. `attend` gives the tied unembedding (GPT-2 lm_head = wte^T)."""
+
+    num: int
+    features: int
+    dtype: Dtype = F32
+
+    def setup(self) -> None:
+        self.embedding = self.param("embedding", DEFAULT_INIT, (self.num, self.features), F32)
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        # jnp.take's default mode fills out-of-range ids with NaN, so a vocab/tokenizer mismatch is loud.
+        return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
+
+    def attend(self, h: jax.Array) -> jax.Array:
+        return jnp.einsum("...d,vd->...v", h, self.embedding.astype(self.dtype), preferred_element_type=F32)
+
+
+class Unembed(nn.Module):
+    """Untied output projection (GPT-NeoX embed_out, no bias): kernel [D, V], logits accumulated in fp32."""
+
+    vocab_size: int
+    dtype: Dtype = F32
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", DEFAULT_INIT, (h.shape[-1], self.vocab_size), F32)
+        return jnp.einsum("...d,dv->...v", h, kernel.astype(self.dtype), preferred_element_type=F32)
+
+
+def rotary_cos_sin(seq_len: int, ndims: int, base: float) -> tuple[jax.Array, jax.Array]:
+    """NeoX rotary tables [L, ndims] in fp32; inv_freq uses `ndims` (not the head size) in the exponent."""
+    inv_freq = 1.0 / (base ** (jnp.arange(0, ndims, 2, dtype=F32) / ndims))
+    freqs = jnp.arange(seq_len, dtype=F32)[:, None] * inv_freq[None, :]
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.cos(emb), jnp.sin(emb)
+
+
+def apply_rotary(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotate the first cos.shape[-1] channels of x [B, L, H, d] (NeoX rotate_half layout); the rest pass through."""
+    n = cos.shape[-1]
+    if n == 0:
+        return x
+    xr = x[..., :n].astype(F32)
+    x1, x2 = xr[..., : n // 2], xr[..., n // 2 :]
+    rotated = jnp.concatenate([-x2, x1], axis=-1)
+    out = xr * cos[None, :, None, :] + rotated * sin[None, :, None, :]
+    return jnp.concatenate([out.astype(x.dtype), x[..., n:]], axis=-1)
+
+
+def causal_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    scale: float,
+    probs_dropout: Callable[[jax.Array], jax.Array] | None = None,
+) -> jax.Array:
+    """Causal softmax attention on [B, L, H, d] tensors; logits and softmax in fp32, masked with the fp32 min."""
+    seq_len = q.shape[1]
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=F32) * scale
+    causal = jnp.tril(jnp.ones((seq_len, seq_len), dtype=bool))
+    logits = jnp.where(causal[None, None], logits, jnp.finfo(F32).min)
+    probs = jax.nn.softmax(logits, axis=-1)
+    if probs_dropout is not None:
+        probs = probs_dropout(probs)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+
+
+class MLP(nn.Module):
+    """in-projection -> activation (evaluated in fp32) -> out-projection; submodule names follow the HF checkpoint."""
+
+    d_model: int
+    d_ff: int
+    act: str
+    in_name: str
+    out_name: str
+    dtype: Dtype = F32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = dense(self.d_ff, self.in_name, self.dtype)(x)
+        h = activation(self.act)(h.astype(F32)).astype(self.dtype)
+        return dense(self.d_model, self.out_name, self.dtype)(h)
+
+
+def maybe_dropout(rate: float, deterministic: bool) -> Callable[[jax.Array], jax.Array] | None:
+    """Dropout on rng stream "dropout", or None when it is a no-op (rate 0 or deterministic)."""
+    if rate == 0.0 or deterministic:
+        return None
+    return lambda x: nn.Dropout(rate, deterministic=False)(x)
+
+
+def apply_dropout(x: jax.Array, rate: float, deterministic: bool) -> jax.Array:
+    fn = maybe_dropout(rate, deterministic)
+    return x if fn is None else fn(x)

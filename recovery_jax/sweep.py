@@ -1,0 +1,628 @@
+"""Sweeps: run every point of a config file's `get_sweep()` × seeds, then aggregate over seeds.
+
+    python -m recovery_jax.sweep --config configs/cpu/fig5b.py --workdir runs/fig5b
+        [--config.KEY=VALUE ...] [--seeds 0,1,2] [--variants a,b] [--dry-run] [--report] [--overwrite]
+        [--reuse ROOT]
+
+Sweep spec. A config file that is a sweep defines, next to `get_config()`, a `get_sweep()` returning
+
+    {"grid":     {"M": [1, 5, 10, 20], "C": [64, 128]},     # cartesian product of the value lists
+     "zip":      {"M": [1, 5, 10], "optim.lr": [1e-2, 2e-3, 1e-3]},   # paired values (same lengths)
+     "variants": {"cyclic": {}, "shuffled": {"order.kind": "shuffled"}},  # named override sets
+     "seeds":    [0, 1, 2]}
+
+Every part is optional. Keys are dotted config keys (see recovery_jax/config.py). The runs are
+variants × zip entries × grid product × seeds; overrides are applied in that order onto
+`get_config()` after the command line's `--config.KEY=VALUE` (so the sweep's values win, except that
+a command-line override of a swept grid or zip key pins that axis to the given value, which is how
+to run one slice of a sweep). Without `get_sweep()` the sweep is the config itself × seeds. Seeds
+come from `--seeds`, else from the spec, else `[cfg.seed]`.
+
+Run directories: `WORKDIR/[VARIANT/][KEY=VALUE/...]seed=N`, e.g. `runs/fig5b/M=5/seed=1`. A run
+whose directory holds summary.json is skipped; one with config.json but no summary.json is resumed
+(`runner.run(..., resume=True)`); `--overwrite` starts every run again. A directory holding a run of
+a different config (the config file changed) is refused with a message. `--reuse ROOT` copies a
+finished run with the exact same config (seed included; runs are deterministic) from anywhere under
+ROOT instead of computing it again: sweeps that share their baseline point (e.g. M=10 of the M sweep
+and C=64 of the C sweep) compute it once.
+
+Outputs in WORKDIR: `sweep_summary.json` and `sweep_summary.md`, one row per sweep point (runs that
+differ only in the seed): the recovery score of the last cycle (the paper's "epoch 4" for E=5) as
+mean ± std over seeds (std with ddof=0, like recovery_jax.report), n, the per-cycle RS means, the
+online loss (epochs >= 2) mean ± std, document 1's relative loss drop before its last revisit
+(`revisit_doc0.last_rel_drop`: ~0 means no recovery, the shuffled-baseline check of Fig 1a) and the
+number of runs whose last cycle is flagged for positive transfer (RS not meaningful, PAPER.md §2.4).
+`--report` also runs `python -m recovery_jax.report` on all runs into WORKDIR/report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import importlib.util
+import itertools
+import json
+import math
+import os
+import re
+import resource
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+from recovery_jax import cli
+from recovery_jax import config as config_lib
+from recovery_jax.config import ConfigError
+
+SPEC_KEYS = ("grid", "zip", "variants", "seeds")
+SHUFFLED_KINDS = ("shuffled", "partial", "filler")
+SWEEP_FILE = "sweep_run.json"  # per run: name, overrides, CPU and wall seconds of the sweep's call
+
+
+# ----------------------------------------------------------------------------- the spec
+
+
+@dataclasses.dataclass
+class Point:
+    """One sweep point (all seeds share it): its name and its dotted-key overrides."""
+
+    name: str  # "" for a sweep without axes
+    overrides: dict  # dotted key -> value, in application order
+    variant: str = ""
+
+
+@dataclasses.dataclass
+class RunSpec:
+    point: Point
+    seed: int
+    cfg: Any  # validated ml_collections.ConfigDict
+
+    @property
+    def name(self) -> str:
+        return f"{self.point.name}/seed={self.seed}" if self.point.name else f"seed={self.seed}"
+
+
+def load_sweep_file(path: str):
+    """(get_config(), get_sweep() or None) of a config file; problems are ConfigErrors."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location(f"_rj_sweep_{abs(hash(os.path.abspath(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"config file {path!r} failed to load: {type(e).__name__}: {e}") from e
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path!r} has no get_config() function")
+    try:
+        cfg = module.get_config()
+        sweep = module.get_sweep() if hasattr(module, "get_sweep") else None
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"config file {path!r} failed to load: {type(e).__name__}: {e}") from e
+    config_lib.check_keys(cfg)
+    return cfg, sweep
+
+
+def _valid_keys() -> dict:
+    return config_lib.flatten(config_lib.base_config())
+
+
+def _check_key(key: Any, where: str) -> str:
+    flat = _valid_keys()
+    if not isinstance(key, str) or key not in flat:
+        last = str(key).split(".")[-1]
+        close = [k for k in flat if k.split(".")[-1] == last]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"sweep {where} key {key!r} is not a config key{hint}; see recovery_jax/config.py")
+    if key == "seed":
+        raise ConfigError(f"sweep {where} key 'seed': give seeds as \"seeds\": [...] (or --seeds), not in {where}")
+    if key == "progress":
+        raise ConfigError(f"sweep {where} key 'progress' cannot be swept")
+    return key
+
+
+def _check_value(key: str, value: Any, where: str) -> Any:
+    """A value of the key's type (int for int keys, a number for float keys, ...)."""
+    want = type(_valid_keys()[key])
+    ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if want is int and isinstance(value, float) and value.is_integer():
+        value, ok = int(value), True
+    if not ok:
+        raise ConfigError(f"sweep {where}: {key}={value!r} has type {type(value).__name__}; "
+                          f"{key} expects {want.__name__}")
+    return value
+
+
+def _value_list(key: str, values: Any, where: str) -> list:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise ConfigError(f"sweep {where}[{key!r}] must be a list of values, got {values!r}")
+    if not values:
+        raise ConfigError(f"sweep {where}[{key!r}] is an empty list; give at least one value")
+    return [_check_value(key, v, f"{where}[{key!r}]") for v in values]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' or '0-4' (inclusive) or a mix: '0,2,5-7'."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+)-(\d+)", part)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi < lo:
+                raise ConfigError(f"--seeds: bad range {part!r}")
+            seeds += list(range(lo, hi + 1))
+        elif re.fullmatch(r"\d+", part):
+            seeds.append(int(part))
+        else:
+            raise ConfigError(f"--seeds={text!r}: expected non-negative integers like 0,1,2 or 0-4")
+    if not seeds:
+        raise ConfigError(f"--seeds={text!r} gives no seed")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds={text!r} repeats a seed")
+    return seeds
+
+
+def normalize_spec(spec: Any) -> dict:
+    """Check a get_sweep() dict; returns {"grid": {..}, "zip": {..}, "variants": {..}, "seeds": [..] or None}."""
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"get_sweep() must return a dict with keys {', '.join(SPEC_KEYS)}; got {type(spec).__name__}")
+    unknown = [k for k in spec if k not in SPEC_KEYS]
+    if unknown:
+        raise ConfigError(f"get_sweep() has unknown part(s) {unknown}; valid: {', '.join(SPEC_KEYS)}")
+    out: dict = {"grid": {}, "zip": {}, "variants": {}, "seeds": None}
+    grid = spec.get("grid", {})
+    if grid is None or not isinstance(grid, dict):
+        raise ConfigError(f"sweep grid must be a dict of key -> list of values, got {grid!r}")
+    if "grid" in spec and not grid:
+        raise ConfigError("sweep grid is empty; leave \"grid\" out for a sweep over seeds only")
+    for key, values in grid.items():
+        _check_key(key, "grid")
+        out["grid"][key] = _value_list(key, values, "grid")
+    zp = spec.get("zip", {})
+    if zp is None or not isinstance(zp, dict):
+        raise ConfigError(f"sweep zip must be a dict of key -> list of values, got {zp!r}")
+    if "zip" in spec and not zp:
+        raise ConfigError("sweep zip is empty; leave \"zip\" out or give paired lists")
+    for key, values in zp.items():
+        _check_key(key, "zip")
+        if key in out["grid"]:
+            raise ConfigError(f"sweep key {key!r} is in both grid and zip")
+        out["zip"][key] = _value_list(key, values, "zip")
+    lengths = {k: len(v) for k, v in out["zip"].items()}
+    if len(set(lengths.values())) > 1:
+        raise ConfigError(f"sweep zip lists must have the same length; got {lengths}")
+    variants = spec.get("variants", {})
+    if variants is None or not isinstance(variants, dict):
+        raise ConfigError(f"sweep variants must be a dict of name -> {{key: value}}, got {variants!r}")
+    if "variants" in spec and not variants:
+        raise ConfigError("sweep variants is empty; leave \"variants\" out or name at least one")
+    for name, overrides in variants.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name) or "=" in name:
+            raise ConfigError(f"sweep variant name {name!r} must be a non-empty word of letters, digits, _ . + -")
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"sweep variant {name!r} must be a dict of key -> value, got {overrides!r}")
+        checked = {}
+        for key, value in overrides.items():
+            _check_key(key, f"variant {name!r}")
+            if key in out["grid"] or key in out["zip"]:
+                raise ConfigError(f"sweep variant {name!r} sets {key!r}, which the grid/zip also sweeps")
+            checked[key] = _check_value(key, value, f"variant {name!r}")
+        out["variants"][name] = checked
+    if "seeds" in spec:
+        seeds = spec["seeds"]
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)) or not seeds:
+            raise ConfigError(f"sweep seeds must be a non-empty list of integers, got {seeds!r}")
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            raise ConfigError(f"sweep seeds must be non-negative integers, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"sweep seeds repeat a seed: {seeds!r}")
+        out["seeds"] = list(seeds)
+    return out
+
+
+def format_value(value: Any) -> str:
+    """The value as written in a run directory name: 0.001 -> 0.001, 1e-05 -> 1e-05, True -> true."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = str(value)
+    text = re.sub(r"[^A-Za-z0-9_.,+-]+", "_", text).strip("_")
+    return text or "_"
+
+
+def expand_points(spec: dict, pinned: dict | None = None) -> list[Point]:
+    """The sweep points of a normalized spec (variants × zip × grid), pinned axes reduced to one value."""
+    pinned = dict(pinned or {})
+    grid = {k: v for k, v in spec["grid"].items()}
+    for key in list(grid):
+        if key in pinned:
+            grid[key] = [pinned[key]]
+    zip_keys = list(spec["zip"])
+    zip_rows = list(zip(*spec["zip"].values())) if zip_keys else [()]
+    for key in zip_keys:
+        if key in pinned:
+            rows = [r for r in zip_rows if r[zip_keys.index(key)] == pinned[key]]
+            if not rows:
+                raise ConfigError(f"--config.{key}={pinned[key]!r} is none of the sweep's paired values "
+                                  f"{spec['zip'][key]}")
+            zip_rows = rows
+    variants = list(spec["variants"].items()) or [("", {})]
+    points = []
+    for (vname, vover), zrow, gvals in itertools.product(variants, zip_rows, itertools.product(*grid.values())):
+        overrides: dict = dict(vover)
+        parts = [vname] if vname else []
+        for key, value in zip(zip_keys, zrow):
+            overrides[key] = value
+            parts.append(f"{key}={format_value(value)}")
+        for key, value in zip(grid, gvals):
+            overrides[key] = value
+            parts.append(f"{key}={format_value(value)}")
+        points.append(Point("/".join(parts), overrides, vname))
+    names = [p.name for p in points]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"sweep values give the same run name twice: {dup[:3]}; make the values distinct")
+    return points
+
+
+def _set(cfg, key: str, value: Any) -> None:
+    node = cfg
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def build_runs(path: str, overrides: Sequence[str] = (), seeds: Sequence[int] | None = None,
+               variants: Sequence[str] | None = None) -> tuple[list[RunSpec], dict]:
+    """Expand a config file into validated runs. Returns (runs, normalized spec)."""
+    base, raw = load_sweep_file(path)
+    spec = normalize_spec(raw)
+    base = config_lib.apply_overrides(base, overrides)
+    override_keys = [o.split("=", 1)[0] for o in overrides]
+    flat = config_lib.flatten(base)
+    pinned = {k: flat[k] for k in override_keys if k in spec["grid"] or k in spec["zip"]}
+    if variants:
+        unknown = [v for v in variants if v not in spec["variants"]]
+        if unknown:
+            raise ConfigError(f"--variants: unknown variant(s) {unknown}; this sweep has: "
+                              f"{', '.join(spec['variants']) or 'no variants'}")
+        spec = dict(spec, variants={k: v for k, v in spec["variants"].items() if k in variants})
+    if seeds is None:
+        seeds = spec["seeds"] or [int(base.seed)]
+    points = expand_points(spec, pinned)
+    runs = []
+    for point in points:
+        for seed in seeds:
+            cfg = copy.deepcopy(base)
+            for key, value in point.overrides.items():
+                if key in override_keys and key not in spec["grid"] and key not in spec["zip"]:
+                    continue  # the command line wins over a variant's value
+                _set(cfg, key, value)
+            cfg.seed = int(seed)
+            cfg.progress = False
+            run = RunSpec(point, int(seed), cfg)
+            try:
+                run.cfg = config_lib.validate(cfg)
+            except ConfigError as e:
+                raise ConfigError(f"sweep run {run.name!r}: {e}") from None
+            runs.append(run)
+    return runs, spec
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
+def mean_std(values: Sequence[Any]) -> dict:
+    """{"mean", "std" (ddof=0), "n", "values"} over the finite values; mean/std None when none is finite."""
+    vals = [None if v is None or not math.isfinite(float(v)) else float(v) for v in values]
+    fin = [v for v in vals if v is not None]
+    if not fin:
+        return {"mean": None, "std": None, "n": 0, "values": vals}
+    m = sum(fin) / len(fin)
+    sd = math.sqrt(sum((v - m) ** 2 for v in fin) / len(fin))
+    return {"mean": m, "std": sd, "n": len(fin), "values": vals}
+
+
+def _get(d: Any, *path, default=None):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return default
+        d = d[p]
+    return d
+
+
+def aggregate(summaries: Sequence[dict]) -> dict:
+    """Statistics over the seeds of one sweep point from their summary.json dicts."""
+    rs_last = [_get(s, "rs_last") for s in summaries]
+    per_run_rs = [_get(s, "recovery_scores", default=[]) or [] for s in summaries]
+    n_cyc = max((len(r) for r in per_run_rs), default=0)
+    per_cycle = [mean_std([r[n] if n < len(r) else None for r in per_run_rs]) for n in range(n_cyc)]
+    return {
+        "n": len(summaries),
+        "rs_last": mean_std(rs_last),
+        "rs_per_cycle": {"mean": [c["mean"] for c in per_cycle], "std": [c["std"] for c in per_cycle]},
+        "online_loss": mean_std([_get(s, "online_loss", "mean") for s in summaries]),
+        "doc1_revisit_drop": mean_std([_get(s, "revisit_doc0", "last_rel_drop") for s in summaries]),
+        "positive_transfer_last": sum(bool(_get(s, "positive_transfer", "last", default=False)) for s in summaries),
+        "mean_loss_final": mean_std([_get(s, "mean_loss_final") for s in summaries]),
+    }
+
+
+def _pm(stat: dict, nd: int = 3) -> str:
+    if stat["mean"] is None:
+        return "—"
+    return f"{stat['mean']:.{nd}f} ± {stat['std']:.{nd}f}"
+
+
+def _f(v: Any, nd: int = 3) -> str:
+    return "—" if v is None else f"{v:.{nd}f}"
+
+
+def summary_markdown(summary: dict) -> str:
+    lines = [f"# Sweep `{summary['config']}`", "",
+             f"Workdir `{summary['workdir']}`; seeds {summary['seeds']}; "
+             f"{summary['n_runs_done']}/{summary['n_runs']} runs done; "
+             f"CPU time of the runs {summary['cpu_s_total'] / 60:.1f} min "
+             f"(wall {summary['wall_s_total'] / 60:.1f} min).", "",
+             "RS = recovery score of the last cycle (PAPER.md §2.4), mean ± std (ddof 0) over seeds; online = mean "
+             "first-step training loss of epochs ≥ 2 (§2.5); doc-1 drop = (peak − before)/peak of document 1 before "
+             "its last revisit (≈ 0: no recovery; the shuffled-baseline check); PT = runs whose last cycle is "
+             "flagged for positive transfer (RS not meaningful, §2.4 footnote).", ""]
+    n_cyc = max((len(g["stats"]["rs_per_cycle"]["mean"]) for g in summary["groups"]), default=0)
+    header = ["point", "n", "RS (last cycle)"] + [f"RS({n})" for n in range(1, n_cyc + 1)] + [
+        "online loss", "doc-1 drop", "PT"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for g in summary["groups"]:
+        st = g["stats"]
+        cyc = st["rs_per_cycle"]["mean"] + [None] * (n_cyc - len(st["rs_per_cycle"]["mean"]))
+        row = [g["name"] or "(config)", str(st["n"]), _pm(st["rs_last"])] + [_f(v) for v in cyc] + [
+            _pm(st["online_loss"]), _pm(st["doc1_revisit_drop"]), str(st["positive_transfer_last"])]
+        lines.append("| " + " | ".join(row) + " |")
+    failed = [r for r in summary["runs"] if r["status"] == "failed"]
+    if failed:
+        lines += ["", "Failed runs:", ""] + [f"- `{r['name']}`: {r.get('error', '')}" for r in failed]
+    lines += ["", "Command:", "", f"    {summary['command']}", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def run_status(run_dir: str, cfg) -> str:
+    """'done' (summary.json), 'partial' (config.json only), 'new', or 'changed' (another config's run)."""
+    stored = _read_json(os.path.join(run_dir, "config.json"))
+    if stored is None:
+        return "new"
+    want = config_lib.to_dict(cfg)
+    strip = lambda d: {k: v for k, v in d.items() if k != "progress"}  # noqa: E731
+    if strip(stored) != strip(want):
+        return "changed"
+    return "done" if os.path.exists(os.path.join(run_dir, "summary.json")) else "partial"
+
+
+def _config_key(cfg_dict: dict) -> str:
+    return json.dumps({k: v for k, v in cfg_dict.items() if k != "progress"}, sort_keys=True)
+
+
+def index_finished_runs(root: str) -> dict[str, str]:
+    """{config key: run dir} of every finished run (config.json + summary.json) under root."""
+    found: dict[str, str] = {}
+    if not root or not os.path.isdir(root):
+        return found
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        if "summary.json" in filenames and "config.json" in filenames:
+            stored = _read_json(os.path.join(dirpath, "config.json"))
+            if isinstance(stored, dict):
+                found.setdefault(_config_key(stored), dirpath)
+    return found
+
+
+def copy_run(src: str, dst: str) -> None:
+    """Copy a finished run's result files (not its checkpoints or lock) into dst."""
+    import shutil
+    os.makedirs(dst, exist_ok=True)
+    names = [n for n in os.listdir(src) if os.path.isfile(os.path.join(src, n))
+             and n not in ("run.lock", SWEEP_FILE) and not n.startswith(".")]
+    for n in sorted(names, key=lambda n: n == "summary.json"):  # summary.json last: it marks the run done
+        shutil.copy2(os.path.join(src, n), os.path.join(dst, n))
+
+
+def default_run_fn(cfg, run_dir: str, *, resume: bool, overwrite: bool) -> dict:
+    from recovery_jax import runner  # heavy (JAX) import only when something runs
+    log_path = os.path.join(run_dir, "sweep.log")
+    os.makedirs(run_dir, exist_ok=True)
+    with open(log_path, "a") as f, contextlib.redirect_stdout(f):
+        return runner.run(cfg, run_dir, resume=resume, overwrite=overwrite,
+                          log=lambda *a: print(*a, file=f, flush=True))
+
+
+def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
+            run_fn: Callable[..., dict] = default_run_fn, log=print, reuse_root: str | None = None) -> list[dict]:
+    """Run (or skip / resume) every run; returns one record per run. Failures (RunError) are recorded and the
+    sweep goes on; ConfigError and KeyboardInterrupt stop it. With reuse_root, a new run whose exact config
+    (seed included) already finished somewhere under reuse_root is copied from there instead of rerun."""
+    from recovery_jax.rundir import RunError
+    changed = [r.name for r in runs if not overwrite and run_status(os.path.join(workdir, r.name), r.cfg) == "changed"]
+    if changed:
+        raise ConfigError(f"{len(changed)} run dir(s) hold runs of a different config (did the config file change?), "
+                          f"e.g. {os.path.join(workdir, changed[0])}; pass --overwrite to rerun them from scratch "
+                          f"or choose another --workdir")
+    records = []
+    width = max((len(r.name) for r in runs), default=0)
+    reusable = index_finished_runs(reuse_root) if reuse_root else {}
+    for i, r in enumerate(runs, start=1):
+        run_dir = os.path.join(workdir, r.name)
+        status = "new" if overwrite else run_status(run_dir, r.cfg)
+        rec = {"name": r.name, "point": r.point.name, "seed": r.seed, "overrides": r.point.overrides}
+        if status == "done":
+            side = _read_json(os.path.join(run_dir, SWEEP_FILE)) or {}
+            rec.update(status="skipped", summary=_read_json(os.path.join(run_dir, "summary.json")),
+                       cpu_s=side.get("cpu_s"), wall_s=side.get("wall_s"))
+            log(f"[{i}/{len(runs)}] {r.name:<{width}}  done already (skipped)  RS {_rs_text(rec['summary'])}")
+            records.append(rec)
+            continue
+        src = reusable.get(_config_key(config_lib.to_dict(r.cfg))) if status == "new" else None
+        if src and os.path.abspath(src) != os.path.abspath(run_dir):
+            copy_run(src, run_dir)
+            from recovery_jax.rundir import write_json_atomic
+            write_json_atomic(os.path.join(run_dir, SWEEP_FILE),
+                              {"name": r.name, "overrides": r.point.overrides, "seed": r.seed, "cpu_s": 0.0,
+                               "wall_s": 0.0, "status": "reused", "reused_from": src})
+            rec.update(status="reused", reused_from=src, summary=_read_json(os.path.join(run_dir, "summary.json")),
+                       cpu_s=0.0, wall_s=0.0)
+            log(f"[{i}/{len(runs)}] {r.name:<{width}}  same config as {src} (copied)  RS {_rs_text(rec['summary'])}")
+            records.append(rec)
+            continue
+        cpu0, t0 = _cpu_seconds(), time.time()
+        try:
+            summary = run_fn(r.cfg, run_dir, resume=(status == "partial"), overwrite=overwrite)
+        except RunError as e:
+            rec.update(status="failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__,
+                       cpu_s=_cpu_seconds() - cpu0, wall_s=time.time() - t0)
+            log(f"[{i}/{len(runs)}] {r.name:<{width}}  FAILED: {rec['error']}")
+            records.append(rec)
+            continue
+        rec.update(status="resumed" if status == "partial" else "ran", summary=summary,
+                   cpu_s=_cpu_seconds() - cpu0, wall_s=time.time() - t0)
+        try:
+            from recovery_jax.rundir import write_json_atomic
+            write_json_atomic(os.path.join(run_dir, SWEEP_FILE),
+                              {"name": r.name, "overrides": r.point.overrides, "seed": r.seed,
+                               "cpu_s": rec["cpu_s"], "wall_s": rec["wall_s"], "status": rec["status"]})
+        except RunError:
+            pass
+        online = _get(summary, "online_loss", "mean")
+        log(f"[{i}/{len(runs)}] {r.name:<{width}}  RS {_rs_text(summary)}  online {_f(online)}  "
+            f"({rec['wall_s']:.0f}s wall, {rec['cpu_s']:.0f}s CPU)")
+        records.append(rec)
+    return records
+
+
+def _rs_text(summary: Any) -> str:
+    rs = _get(summary, "recovery_scores", default=None)
+    if not rs:
+        return "—"
+    return f"{_f(rs[-1])} (per cycle: {', '.join(_f(v, 2) for v in rs)})"
+
+
+def summarize_sweep(records: Sequence[dict], runs: Sequence[RunSpec], *, config_path: str, workdir: str,
+                    seeds: Sequence[int], command: str) -> dict:
+    groups: dict[str, dict] = {}
+    for r in runs:
+        groups.setdefault(r.point.name, {"name": r.point.name, "variant": r.point.variant,
+                                         "overrides": r.point.overrides, "seeds": [], "runs": []})
+    for rec in records:
+        g = groups[rec["point"]]
+        if rec.get("summary"):
+            g["seeds"].append(rec["seed"])
+            g["runs"].append(rec["summary"])
+    out_groups = []
+    for g in groups.values():
+        out_groups.append({"name": g["name"], "variant": g["variant"], "overrides": g["overrides"],
+                           "seeds": g["seeds"], "stats": aggregate(g["runs"])})
+    done = [r for r in records if r.get("summary")]
+    cpu = sum(r.get("cpu_s") or 0.0 for r in records)
+    wall = sum(r.get("wall_s") or 0.0 for r in records)
+    slim = [{k: v for k, v in r.items() if k != "summary"} | {"rs": _get(r.get("summary"), "recovery_scores")}
+            for r in records]
+    return {"config": config_path, "workdir": workdir, "seeds": list(seeds), "command": command,
+            "n_runs": len(runs), "n_runs_done": len(done), "cpu_s_total": cpu, "wall_s_total": wall,
+            "groups": out_groups, "runs": slim}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def parse(argv: list[str]):
+    overrides, rest = config_lib.split_argv(argv)
+    p = argparse.ArgumentParser(prog="python -m recovery_jax.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="a config file with get_config() and optionally get_sweep()")
+    p.add_argument("--workdir", required=True, help="folder for the run directories and the sweep summary")
+    p.add_argument("--seeds", default=None, help="seeds, e.g. 0,1,2 or 0-4 (default: the sweep's seeds)")
+    p.add_argument("--variants", default=None, help="run only these named variants (comma-separated)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
+    p.add_argument("--report", action="store_true", help="also write the report of all runs to WORKDIR/report")
+    p.add_argument("--overwrite", action="store_true", help="rerun every run from scratch")
+    p.add_argument("--reuse", default=None, metavar="ROOT",
+                   help="copy instead of rerunning a run whose exact config (seed included) finished under ROOT")
+    args = p.parse_args(rest)
+    return args, overrides
+
+
+def main(argv: list[str]) -> int:
+    args, overrides = parse(argv)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+    runs, _ = build_runs(args.config, overrides, seeds=seeds, variants=variants)
+    seeds_used = sorted({r.seed for r in runs})
+    if args.dry_run:
+        print(f"{len(runs)} run(s) of {args.config} under {args.workdir}:")
+        for r in runs:
+            status = "new" if args.overwrite else run_status(os.path.join(args.workdir, r.name), r.cfg)
+            ov = ", ".join(f"{k}={v!r}" for k, v in r.point.overrides.items()) or "(config as is)"
+            print(f"  {r.name:<40} {status:<8} {ov}")
+        return 0
+    os.makedirs(args.workdir, exist_ok=True)
+    print(f"sweep {args.config}: {len(runs)} run(s) ({len({r.point.name for r in runs})} point(s) × "
+          f"seeds {seeds_used}) under {args.workdir}", flush=True)
+    records = execute(runs, args.workdir, overwrite=args.overwrite, log=lambda m: print(m, flush=True),
+                      reuse_root=args.reuse)
+    command = " ".join(["python -m recovery_jax.sweep"] + list(argv))
+    summary = summarize_sweep(records, runs, config_path=args.config, workdir=args.workdir, seeds=seeds_used,
+                              command=command)
+    from recovery_jax.rundir import write_json_atomic
+    write_json_atomic(os.path.join(args.workdir, "sweep_summary.json"), summary)
+    md = summary_markdown(summary)
+    with open(os.path.join(args.workdir, "sweep_summary.md"), "w") as f:
+        f.write(md)
+    print(md)
+    if args.report:
+        done_dirs = [os.path.join(args.workdir, r["name"]) for r in records if r.get("summary")]
+        if done_dirs:
+            try:
+                from recovery_jax import report
+                path = report.build_report(done_dirs, os.path.join(args.workdir, "report"),
+                                           title=f"Sweep {args.config}")
+                print(f"report: {path}")
+            except Exception as e:  # the sweep's own results are written; a report problem must not hide them
+                print(f"warning: the report failed ({type(e).__name__}: {e}); run "
+                      f"python -m recovery_jax.report on the run dirs by hand", file=sys.stderr)
+    failed = [r for r in records if r["status"] == "failed"]
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(r['name'] for r in failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.guarded(main))

@@ -1,0 +1,72 @@
+"""The benchmark machinery end to end on a tiny config: the PyTorch transcription of the authors' loop and
+our engine run the same protocol from the same weights and must produce the same loss tensors (a real
+parity test of the whole protocol); the report has its fields, with positive numbers. No timing asserts."""
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from benchmarks import common, throughput  # noqa: E402
+from recovery_jax import config as config_lib  # noqa: E402
+
+TINY = ["T=3", "C=16", "M=2", "E=2", "model.num_layers=1", "model.hidden_size=32", "model.num_heads=2",
+        "model.intermediate_size=64", "progress=false"]
+
+
+def _positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    cfg = config_lib.load("configs/default.py", TINY)
+    # one torch thread and the scan timed by subtraction (no extra compile) keep this fast on a busy CPU
+    return throughput.run_benchmark(cfg, isolate=False, util_reps=2, peak_sizes=(128,), torch_threads=1,
+                                    isolated_scan=False,
+                                    bundle_dir=str(tmp_path_factory.mktemp("bench")), log=lambda *_: None)
+
+
+def test_torch_and_jax_loss_tensors_agree(report):
+    p = report["parity"]
+    assert p["shapes"] == {"eval": [3 * 2 + 1, 3], "train": [3 * 2 * 2]}
+    assert p["max_abs_diff_eval"] <= 1e-3, p
+    assert p["max_abs_diff_train"] <= 1e-3, p
+    assert p["ok"]
+    # the comparison is of real work: the losses moved during training
+    assert report["losses"]["ours_train_first"] > 0
+
+
+def test_report_fields(report):
+    proto = report["protocol"]
+    assert (proto["T"], proto["C"], proto["M"], proto["E"]) == (3, 16, 2, 2)
+    assert proto["episodes_timed"] == proto["episodes_total"] == 6
+    for side in ("ours", "torch"):
+        r = report[side]
+        for key in ("wall_s", "episodes_per_s", "tokens_per_s", "train_tokens_per_s", "eval_tokens_per_s"):
+            assert _positive(r[key]), (side, key, r[key])
+        assert r["train_tokens"] == 6 * 2 * 16 and r["eval_tokens"] == 7 * 3 * 16
+        assert _positive(r["memory"]["rss_peak_mb"])
+    assert _positive(report["ours"]["compile_s"])
+    assert _positive(report["speedup"]["ours_vs_torch"])
+    u = report["ours"]["utilisation"]
+    for key in ("scan_flops_per_s", "eval_flops_per_s", "scan_pct_of_peak", "eval_pct_of_peak"):
+        assert _positive(u[key]), (key, u[key])
+    assert _positive(u["peaks"]["float32"]["peak_flops_per_s"])
+    assert _positive(report["flops"]["total_flops"])
+    assert report["model"]["dims"] == {"d": 32, "layers": 1, "heads": 2, "ff": 64, "vocab": report["protocol"]["vocab_size"]}
+    common.write_json("/dev/null", report)  # JSON-serialisable
+
+
+def test_flop_model_counts():
+    fm = common.flop_model("gpt_neox", {"hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                        "intermediate_size": 32, "vocab_size": 10}, C=4)
+    per_block = 3 * 64 + 64 + 2 * 8 * 32
+    assert fm["matmul_params"] == 2 * per_block + 8 * 10
+    assert fm["forward_flops_per_seq"] == 2 * fm["matmul_params"] * 4 + 2 * 4 * 16 * 8
+    assert fm["train_step_flops"] == 3 * fm["forward_flops_per_seq"]
+    np.testing.assert_equal(common.protocol_flops(fm, T=3, M=2, episodes=5)["eval_flops"],
+                            6 * 3 * fm["forward_flops_per_seq"])

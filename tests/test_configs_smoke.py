@@ -1,0 +1,212 @@
+"""Every experiment config: loads, validates (every sweep point), points to real presets/tokenizers;
+every configs/cpu file completes a tiny run through runner.run.
+
+The tiny runs share their cost: after the tiny overrides many cpu files reduce to the same effective
+config (e.g. the width, depth, M, C and T sweeps all become the tiny base run), and each distinct
+effective config runs once, on behalf of all the files that reduce to it.
+"""
+
+import functools
+import glob
+import json
+import os
+
+import pytest
+
+from recovery_jax import config as C
+from recovery_jax import models
+from recovery_jax import sweep as S
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAPER = sorted(glob.glob(os.path.join(ROOT, "configs", "paper", "*.py")))
+CPU = sorted(glob.glob(os.path.join(ROOT, "configs", "cpu", "*.py")))
+
+
+def stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def rel(path: str) -> str:
+    return os.path.relpath(path, ROOT)
+
+
+@functools.lru_cache(maxsize=None)
+def tokenizer(name: str):
+    from recovery_jax import data
+    return data.get_tokenizer(name)
+
+
+def test_there_are_paper_and_cpu_configs():
+    wanted = {"fig1", "table1", "fig2a", "fig2b", "fig3a", "fig3b", "fig4a", "fig4b", "fig5a", "fig5b", "fig5c",
+              "fig5d", "fig6", "fig8", "fig9", "fig12", "fig13", "fig14", "fig15", "fig16", "fig17", "fig18",
+              "fig19a", "fig19b", "fig20", "fig21", "fig22", "fig23"}
+    assert wanted <= {stem(p) for p in PAPER}
+    assert (wanted - {"fig16"}) <= {stem(p) for p in CPU}  # Fig 16 needs Pythia's intermediate checkpoints
+
+
+# ----------------------------------------------------------------------------- every file, every point
+
+
+@pytest.mark.parametrize("path", PAPER + CPU, ids=rel)
+def test_every_sweep_point_validates(path):
+    runs, spec = S.build_runs(path)
+    assert runs, "a config gives at least one run"
+    doc = open(path).read().split('"""')[1]
+    assert f"--config {rel(path)}" in doc, "the docstring gives the command for this very file"
+    for r in runs:
+        if r.cfg.model.init == "pretrained":
+            continue
+        # the from-scratch shape is a valid model (heads divide the width, even rotary dims, ...)
+        from recovery_jax import runner
+        arch, hf = runner.model_config(r.cfg, 1000)
+        models.parse_config(arch, hf)
+
+
+# ----------------------------------------------------------------------------- paper configs (no network here)
+
+
+@pytest.mark.parametrize("path", PAPER, ids=rel)
+def test_paper_configs_point_to_real_presets_and_tokenizers(path):
+    runs, _ = S.build_runs(path)
+    for r in runs:
+        c = r.cfg
+        arch, _ = models.preset_config(c.model.preset)
+        assert arch == c.model.arch, f"{r.name}: preset {c.model.preset} is {arch}, config says {c.model.arch}"
+        if c.model.init == "pretrained":
+            # the hub id names the same model as the preset (pythia-410m <-> EleutherAI/pythia-410m)
+            assert c.model.hf_path.split("/")[-1] == c.model.preset, (r.name, c.model.hf_path, c.model.preset)
+            assert c.model.revision in ("main", "step0") or c.model.revision.startswith("step")
+        # the model's own tokenizer, which resolves offline (the GPT-NeoX-20B / GPT-2 BPE)
+        tok = tokenizer(c.data.tokenizer)
+        want = 50277 if arch == "gpt_neox" else 50257
+        assert tok.vocab_size == want
+        if c.model.init == "pretrained" and arch == "gpt_neox":
+            assert c.data.tokenizer == c.model.hf_path
+        assert c.data.source in ("cnn_dailymail", "wiki"), c.data.source
+        assert not c.data.restrict_vocab and c.model.dtype == "float32"
+
+
+PAPER_FACTS = {  # (file, key) -> value for every run of the file (PAPER.md §1.2 and §3)
+    "base": {"T": 25, "C": 256, "M": 10, "E": 5, "optim.name": "sgd", "optim.lr": 1e-3, "model.preset": "pythia-1b",
+             "data.source": "cnn_dailymail", "model.init": "pretrained", "model.revision": "main"},
+    "fig1": {"T": 100, "C": 256},
+    "table1": {"T": 100, "C": 512, "M": 10, "E": 5},
+    "fig2b": {"model.revision": "step0"},
+    "fig3a": {"model.intermediate_size": 8192, "model.num_layers": 0, "model.init": "pythia"},
+    "fig3b": {"model.intermediate_size": 8192, "model.hidden_size": 0, "model.init": "pythia"},
+    "fig4b": {"data.block": 512, "C": 256, "variant.window_start": 128},
+    "fig9": {"probes.names": "embed_out", "probes.max_episodes": 75},
+    "fig12": {"T": 25, "order.kind": "partial"},
+    "fig13": {"M": 1},
+    "fig14": {"model.hidden_size": 0, "model.num_layers": 0, "model.preset": "pythia-1b"},
+    "fig17": {"E": 10, "optim.schedule": "cosine", "optim.min_lr": 0.0},
+    "fig18": {"T": 20, "order.kind": "filler", "order.filler_min": 20, "order.filler_max": 100},
+    "fig19b": {"C": 1024},
+    "fig20": {"model.arch": "gpt2", "model.preset": "gpt2-large"},
+    "fig22": {"E": 4, "model.preset": "pythia-410m"},
+    "fig8": {"model.preset": "pythia-410m", "T": 25},
+}
+PAPER_GRIDS = {  # file -> {key: sorted values over the sweep}
+    "fig1": {"order.kind": ["cyclic", "shuffled"]},
+    "table1": {"model.preset": ["pythia-1.4b", "pythia-1b", "pythia-2.8b", "pythia-410m"],
+               "order.kind": ["cyclic", "shuffled"]},
+    "fig2a": {"model.preset": ["pythia-1.4b", "pythia-160m", "pythia-1b", "pythia-2.8b", "pythia-410m"]},
+    "fig4a": {"variant.mask_prob": [0.0, 0.1, 0.2, 0.3]},
+    "fig5a": {"T": [10, 25, 50, 100, 200]},
+    "fig5b": {"M": [1, 5, 10, 20]},
+    "fig5c": {"C": [128, 256, 512, 1024]},
+    "fig5d": {"optim.freeze_first": [0, 4, 6, 8, 10, 12]},
+    "fig6": {"model.revision": ["main", "step0"], "optim.name": ["adam_reset", "sgd"]},
+    "fig12": {"order.shuffle_n": [8, 16, 24]},
+    "fig14": {"model.num_heads": [2, 4, 8, 16]},
+    "fig15": {"model.init": ["normal", "pythia"]},
+    "fig16": {"model.revision": ["main", "step12000", "step24000", "step48000", "step6000", "step96000"]},
+    "fig19b": {"M": [10, 20, 40]},
+    "fig23": {"T": [50, 100, 200]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(set(PAPER_FACTS) | set(PAPER_GRIDS)))
+def test_paper_hyperparameters(name):
+    runs, _ = S.build_runs(os.path.join(ROOT, "configs", "paper", f"{name}.py"))
+    flats = [C.flatten(r.cfg) for r in runs]
+    for key, value in PAPER_FACTS.get(name, {}).items():
+        assert {f[key] for f in flats} == {value}, (name, key)
+    for key, values in PAPER_GRIDS.get(name, {}).items():
+        assert sorted({f[key] for f in flats}) == values, (name, key)
+    if name == "fig1":
+        assert len(runs) == 40  # 20 seeds x cyclic/shuffled
+    if name == "table1":
+        assert len({r.seed for r in runs}) == 10
+
+
+def test_fig19a_pairs_m_with_inverse_lr():
+    runs, _ = S.build_runs(os.path.join(ROOT, "configs", "paper", "fig19a.py"))
+    pairs = sorted({(r.cfg.M, r.cfg.optim.lr) for r in runs})
+    assert pairs == [(1, 1e-2), (5, 2e-3), (10, 1e-3), (20, 5e-4)]
+
+
+# ----------------------------------------------------------------------------- cpu configs: tiny runs
+
+TINY = {"T": 3, "C": 16, "M": 2, "E": 2, "model.hidden_size": 32, "model.num_layers": 2, "model.num_heads": 2,
+        "model.intermediate_size": 64}
+EXTRA = {  # what a file's representative point needs on top of TINY
+    "fig4b": {"data.block": 32, "data.min_tokens": 24, "variant.window_start": 8, "variant.window": 8},
+    "fig5d": {"model.num_layers": 3, "optim.freeze_first": 2},
+    "fig12": {"order.shuffle_n": 3},
+    "fig18": {"order.filler_min": 2, "order.filler_max": 3},
+    "fig8": {"probes.epoch": 2},
+    "fig22": {"probes.epoch": 2},
+    "fig23": {"probes.epoch": 2},
+    "fig9": {"probes.max_episodes": 4, "probes.epoch": 2},
+}
+# Distinct tiny runs that are not run by `pytest -m "not slow"` (each adds a compile of a few seconds).
+SLOW = {"fig6", "fig9", "fig13", "fig15", "fig17", "fig19a", "fig21", "fig22", "fig23"}
+
+
+def tiny_config(path: str):
+    """The file's last sweep point (first seed) with the tiny overrides."""
+    runs, _ = S.build_runs(path)
+    cfg = runs[-1].cfg
+    over = dict(TINY, **EXTRA.get(stem(path), {}))
+    cfg = C.apply_overrides(cfg, [f"{k}={v}" for k, v in over.items()])
+    return C.validate(cfg)
+
+
+def _groups():
+    groups: dict[str, list[str]] = {}
+    cfgs = {}
+    for path in CPU:
+        cfg = tiny_config(path)
+        key = json.dumps(C.to_dict(cfg), sort_keys=True)
+        groups.setdefault(key, []).append(stem(path))
+        cfgs[key] = cfg
+    params = []
+    for key, names in groups.items():
+        marks = [pytest.mark.slow] if all(n in SLOW for n in names) else []
+        params.append(pytest.param(key, names, marks=marks, id="+".join(names)))
+    return params
+
+
+GROUPS = _groups()
+
+
+def test_every_cpu_file_has_a_tiny_run():
+    covered = {n for p in GROUPS for n in p.values[1]}
+    assert covered == {stem(p) for p in CPU}
+
+
+@pytest.mark.parametrize("key,names", GROUPS)
+def test_cpu_config_tiny_run(key, names, tmp_path):
+    from recovery_jax import runner
+    cfg = C.from_dict(json.loads(key))
+    cfg.progress = False
+    summary = runner.run(cfg, str(tmp_path / "run"), log=lambda *a: None)
+    assert os.path.exists(tmp_path / "run" / "summary.json")
+    assert os.path.exists(tmp_path / "run" / "losses.npz")
+    assert summary["K"] >= cfg.T * cfg.E and summary["M"] == cfg.M
+    assert summary["mean_loss_final"] is not None
+    if cfg.order.kind != "filler":
+        assert len(summary["recovery_scores"]) == cfg.E - 1
+    if cfg.probes.names:
+        assert os.path.exists(tmp_path / "run" / "probes.npz")
