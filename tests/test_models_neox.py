@@ -17,11 +17,12 @@ SEQ = 320  # several hundred tokens, so rotary errors at large positions would s
 
 
 @pytest.mark.parametrize(
-    "rotary_pct,parallel,heads",
-    [(0.25, True, 4), (0.25, False, 2), (1.0, True, 2), (1.0, False, 4)],  # head sizes 16 and 32
+    "rotary_pct,parallel,heads,extra",
+    [(0.25, True, 4, {}), (0.25, False, 2, {}), (1.0, True, 2, {"attention_bias": False}),
+     (1.0, False, 4, {"hidden_act": "gelu_new", "rotary_emb_base": 500.0})],  # head sizes 16 and 32
 )
-def test_logits_and_hidden_match_transformers(tmp_path, rotary_pct, parallel, heads):
-    model, _ = tiny_neox(rotary_pct=rotary_pct, use_parallel_residual=parallel, num_attention_heads=heads)
+def test_logits_and_hidden_match_transformers(tmp_path, rotary_pct, parallel, heads, extra):
+    model, _ = tiny_neox(rotary_pct=rotary_pct, use_parallel_residual=parallel, num_attention_heads=heads, **extra)
     model.save_pretrained(tmp_path)
     arch, hf, params = load_hf(str(tmp_path))
     assert arch == "gpt_neox"

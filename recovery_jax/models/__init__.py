@@ -13,6 +13,8 @@ Param layout mirrors HF module names: gpt_neox -> embed_in, layers_{i}/{input_la
 {query_key_value, dense}, post_attention_layernorm, mlp/{dense_h_to_4h, dense_4h_to_h}}, final_layer_norm,
 embed_out; gpt2 -> wte, wpe, h_{i}/{ln_1, attn/{c_attn, c_proj}, ln_2, mlp/{c_fc, c_proj}}, ln_f.
 Dense kernels are [in, out]; LayerNorm params are scale/bias; embeddings are "embedding" [V, D].
+Logits are always fp32; `hidden` (final-LayerNorm output) is in the compute dtype. Matmuls follow
+jax_default_matmul_precision (use "highest" for fp32 parity checks; GPUs may otherwise use TF32).
 """
 
 from .config import ACTIVATIONS, ARCHS, PRESETS, ModelConfig, parse_config, preset_config

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import flax.linen as nn
 
 from .config import ModelConfig

@@ -15,7 +15,7 @@ import re
 import struct
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import jax.numpy as jnp
 import numpy as np
