@@ -199,9 +199,14 @@ def _fmt(x: float) -> str:
 
 def run(cfg, workdir: str, *, resume: bool = False, overwrite: bool = False, log=print) -> dict:
     """Train cyclically and write the run directory; returns the summary dict."""
+    cfg = config_lib.validate(cfg)
+    with jax.default_matmul_precision(cfg.model.matmul_precision):
+        return _run(cfg, workdir, resume=resume, overwrite=overwrite, log=log)
+
+
+def _run(cfg, workdir: str, *, resume: bool, overwrite: bool, log) -> dict:
     from recovery_jax import checkpoint as ckpt_lib  # orbax is heavy; import only for a run
 
-    cfg = config_lib.validate(cfg)
     t_start = time.time()
     rundir = rundir_lib.RunDir.open(workdir, config_lib.to_dict(cfg), resume=resume, overwrite=overwrite)
     try:
