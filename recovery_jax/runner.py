@@ -210,6 +210,10 @@ def _run(cfg, workdir: str, *, resume: bool, overwrite: bool, log) -> dict:
     t_start = time.time()
     rundir = rundir_lib.RunDir.open(workdir, config_lib.to_dict(cfg), resume=resume, overwrite=overwrite)
     try:
+        if resume and os.path.exists(rundir.file("summary.json")):
+            log(f"the run in {workdir} is already finished; nothing to resume")
+            with open(rundir.file("summary.json")) as f:
+                return json.load(f)
         order = make_run_order(cfg)
         rd = prepare_data(cfg, order)
         streams = seed_streams(cfg.seed)

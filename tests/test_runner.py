@@ -199,3 +199,11 @@ def test_pretrained_checkpoint_through_the_runner_matches_transformers(tmp_path)
             ids = torch.tensor(docs.tokens_TC[t][:n][None].astype(np.int64))
             want = float(model(input_ids=ids, labels=ids).loss)
             assert abs(ev[0, t] - want) < 1e-4, (t, ev[0, t], want)
+
+
+def test_resume_of_a_finished_run_changes_nothing(reference_run):
+    d, summary = reference_run
+    before = open(os.path.join(d, "losses.npz"), "rb").read()
+    again = runner.run(tiny(), d, resume=True, log=lambda *a: None)
+    assert again["recovery_scores"] == pytest.approx(summary["recovery_scores"], nan_ok=True)
+    assert open(os.path.join(d, "losses.npz"), "rb").read() == before
