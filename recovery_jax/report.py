@@ -64,6 +64,21 @@ def flatten_config(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _with_config_defaults(run: Run) -> Run:
+    """Fill keys a run's config.json lacks (written by an older version) with today's defaults, so that
+    a key added since does not show up as a difference between runs. Toy-model runs are left alone."""
+    if isinstance(run.config, dict) and "optim" in run.config and "model" in run.config:
+        from recovery_jax.config import base_config, to_dict
+
+        def merge(base: dict, cfg: dict) -> dict:
+            out = dict(base)
+            for k, v in cfg.items():
+                out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+            return out
+        run.config = merge(to_dict(base_config()), run.config)
+    return run
+
+
 def _hashable(v: Any) -> str:
     return json.dumps(v, sort_keys=True, default=str)
 
@@ -232,7 +247,7 @@ def build_report(
 
     if not run_dirs:
         raise ValueError("no run directories given")
-    runs = [load_run(d) for d in run_dirs]
+    runs = [_with_config_defaults(load_run(d)) for d in run_dirs]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
