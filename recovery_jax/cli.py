@@ -19,6 +19,12 @@ def guarded(main: Callable[[list[str]], int], argv: list[str] | None = None) -> 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return main(argv) or 0
+    except BrokenPipeError:  # output piped into e.g. `head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except KeyboardInterrupt:
         print("interrupted: a resumable checkpoint and the partial results are in the workdir "
               "(continue with --resume)", file=sys.stderr)

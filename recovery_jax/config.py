@@ -130,23 +130,23 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise ConfigError(f"config file {path!r} has no get_config() function")
+        cfg = module.get_config()
     except ConfigError:
         raise
     except Exception as e:  # a broken config file is a config error, not a crash
         raise ConfigError(f"config file {path!r} failed to load: {type(e).__name__}: {e}") from e
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file {path!r} has no get_config() function")
-    cfg = module.get_config()
     check_keys(cfg)
     return cfg
 
 
 def check_keys(cfg: ml_collections.ConfigDict) -> None:
     """A config file may only use keys the schema knows (catches typos in config files)."""
-    base = base_config()
+    valid = flatten(base_config())
     for key in flatten(cfg):
-        if key not in flatten(base):
-            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(flatten(base)))}")
+        if key not in valid:
+            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(valid))}")
 
 
 def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:

@@ -57,6 +57,13 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def _with_defaults(old: dict) -> dict:
+    """A config written before a key was added compares equal to today's config with that key at its
+    default (so an unfinished run of an older version can still be resumed)."""
+    from recovery_jax import config as config_lib
+    return config_lib.to_dict(config_lib.from_dict(old))
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -123,7 +130,8 @@ class RunDir:
         cfg_path = os.path.join(self.path, "config.json")
         if os.path.exists(cfg_path) and not overwrite:
             try:
-                old = json.load(open(cfg_path))
+                with open(cfg_path) as f:
+                    old = _with_defaults(json.load(f))
             except (OSError, ValueError):
                 old = None
             if old is None or _strip(old) != _strip(config):

@@ -291,7 +291,7 @@ def _run(cfg, workdir: str, *, resume: bool, overwrite: bool, log) -> dict:
                 rundir.write_npz("probes_partial.npz", **probes.snapshot())
             ckpt.save(k, state, eval_losses, train_losses, step_eval)
 
-        progress = _progress(K, start_k, cfg.progress)
+        progress = _progress(K, start_k, cfg.progress, log)
         stopper = _Interrupt()
         t_train = time.time()
         rs_reported = set()
@@ -383,8 +383,9 @@ def _print_table(summary: dict, log) -> None:
 
 
 class _progress:
-    def __init__(self, total, initial, enabled):
+    def __init__(self, total, initial, enabled, log=print):
         self.bar = None
+        self.log = log
         if enabled:
             from tqdm.auto import tqdm
             self.bar = tqdm(total=total, initial=initial, unit="ep", dynamic_ncols=True)
@@ -398,7 +399,7 @@ class _progress:
         if self.bar is not None:
             self.bar.write(msg)
         else:
-            print(msg, flush=True)
+            self.log(msg)
 
     def close(self):
         if self.bar is not None:

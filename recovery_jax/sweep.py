@@ -57,7 +57,6 @@ from recovery_jax import config as config_lib
 from recovery_jax.config import ConfigError
 
 SPEC_KEYS = ("grid", "zip", "variants", "seeds")
-SHUFFLED_KINDS = ("shuffled", "partial", "filler")
 SWEEP_FILE = "sweep_run.json"  # per run: name, overrides, CPU and wall seconds of the sweep's call
 
 
@@ -307,20 +306,22 @@ def build_runs(path: str, overrides: Sequence[str] = (), seeds: Sequence[int] | 
     points = expand_points(spec, pinned)
     runs = []
     for point in points:
-        for seed in seeds:
-            cfg = copy.deepcopy(base)
-            for key, value in point.overrides.items():
-                if key in override_keys and key not in spec["grid"] and key not in spec["zip"]:
-                    continue  # the command line wins over a variant's value
-                _set(cfg, key, value)
-            cfg.seed = int(seed)
-            cfg.progress = False
-            run = RunSpec(point, int(seed), cfg)
-            try:
-                run.cfg = config_lib.validate(cfg)
-            except ConfigError as e:
-                raise ConfigError(f"sweep run {run.name!r}: {e}") from None
-            runs.append(run)
+        cfg = copy.deepcopy(base)
+        for key, value in point.overrides.items():
+            if key in override_keys and key not in spec["grid"] and key not in spec["zip"]:
+                continue  # the command line wins over a variant's value
+            _set(cfg, key, value)
+        cfg.seed = int(seeds[0])
+        cfg.progress = False
+        try:
+            cfg = config_lib.validate(cfg)
+        except ConfigError as e:
+            name = RunSpec(point, int(seeds[0]), cfg).name
+            raise ConfigError(f"sweep run {name!r}: {e}") from None
+        for seed in seeds:  # the seed is a non-negative int: nothing else to validate
+            one = copy.deepcopy(cfg)
+            one.seed = int(seed)
+            runs.append(RunSpec(point, int(seed), one))
     return runs, spec
 
 
@@ -416,20 +417,35 @@ def _read_json(path: str) -> Any:
         return None
 
 
+def normalized_config(d: dict) -> dict:
+    """Flat {key: value} of a stored config.json in today's schema: keys the schema gained since the run was
+    written take their default (a run from before a new key existed ran with its default behaviour), keys the
+    schema no longer knows are dropped, numbers are typed like the schema, and `progress` is ignored."""
+    base = config_lib.flatten(config_lib.base_config())
+    out = dict(base)
+    for key, value in config_lib.flatten(d).items():
+        if key not in base:
+            continue
+        want = type(base[key])
+        if want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        out[key] = value
+    out.pop("progress", None)
+    return out
+
+
 def run_status(run_dir: str, cfg) -> str:
     """'done' (summary.json), 'partial' (config.json only), 'new', or 'changed' (another config's run)."""
     stored = _read_json(os.path.join(run_dir, "config.json"))
-    if stored is None:
+    if not isinstance(stored, dict):
         return "new"
-    want = config_lib.to_dict(cfg)
-    strip = lambda d: {k: v for k, v in d.items() if k != "progress"}  # noqa: E731
-    if strip(stored) != strip(want):
+    if normalized_config(stored) != normalized_config(config_lib.to_dict(cfg)):
         return "changed"
     return "done" if os.path.exists(os.path.join(run_dir, "summary.json")) else "partial"
 
 
 def _config_key(cfg_dict: dict) -> str:
-    return json.dumps({k: v for k, v in cfg_dict.items() if k != "progress"}, sort_keys=True)
+    return json.dumps(normalized_config(cfg_dict), sort_keys=True)
 
 
 def index_finished_runs(root: str) -> dict[str, str]:
@@ -446,14 +462,19 @@ def index_finished_runs(root: str) -> dict[str, str]:
     return found
 
 
-def copy_run(src: str, dst: str) -> None:
-    """Copy a finished run's result files (not its checkpoints or lock) into dst."""
+def copy_run(src: str, dst: str, config: dict | None = None) -> None:
+    """Copy a finished run's result files (not its checkpoints or lock) into dst. With `config`, dst's
+    config.json is that dict (the same config in today's schema, see normalized_config) instead of a copy."""
     import shutil
+    from recovery_jax.rundir import write_json_atomic
     os.makedirs(dst, exist_ok=True)
     names = [n for n in os.listdir(src) if os.path.isfile(os.path.join(src, n))
              and n not in ("run.lock", SWEEP_FILE) and not n.startswith(".")]
     for n in sorted(names, key=lambda n: n == "summary.json"):  # summary.json last: it marks the run done
-        shutil.copy2(os.path.join(src, n), os.path.join(dst, n))
+        if n == "config.json" and config is not None:
+            write_json_atomic(os.path.join(dst, n), config)
+        else:
+            shutil.copy2(os.path.join(src, n), os.path.join(dst, n))
 
 
 def default_run_fn(cfg, run_dir: str, *, resume: bool, overwrite: bool) -> dict:
@@ -492,7 +513,7 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
             continue
         src = reusable.get(_config_key(config_lib.to_dict(r.cfg))) if status == "new" else None
         if src and os.path.abspath(src) != os.path.abspath(run_dir):
-            copy_run(src, run_dir)
+            copy_run(src, run_dir, config_lib.to_dict(r.cfg))
             from recovery_jax.rundir import write_json_atomic
             write_json_atomic(os.path.join(run_dir, SWEEP_FILE),
                               {"name": r.name, "overrides": r.point.overrides, "seed": r.seed, "cpu_s": 0.0,
@@ -502,6 +523,14 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
             log(f"[{i}/{len(runs)}] {r.name:<{width}}  same config as {src} (copied)  RS {_rs_text(rec['summary'])}")
             records.append(rec)
             continue
+        if status == "partial":
+            # same config (run_status said so), maybe written before the schema gained a key: store it in
+            # today's schema, or the run directory's strict check would refuse to resume it
+            stored = _read_json(os.path.join(run_dir, "config.json"))
+            want = config_lib.to_dict(r.cfg)
+            if {k: v for k, v in stored.items() if k != "progress"} != {k: v for k, v in want.items() if k != "progress"}:
+                from recovery_jax.rundir import write_json_atomic
+                write_json_atomic(os.path.join(run_dir, "config.json"), dict(want, progress=stored.get("progress", False)))
         cpu0, t0 = _cpu_seconds(), time.time()
         try:
             summary = run_fn(r.cfg, run_dir, resume=(status == "partial"), overwrite=overwrite)
@@ -587,8 +616,11 @@ def main(argv: list[str]) -> int:
     seeds_used = sorted({r.seed for r in runs})
     if args.dry_run:
         print(f"{len(runs)} run(s) of {args.config} under {args.workdir}:")
+        reusable = index_finished_runs(args.reuse) if args.reuse else {}
         for r in runs:
             status = "new" if args.overwrite else run_status(os.path.join(args.workdir, r.name), r.cfg)
+            if status == "new" and _config_key(config_lib.to_dict(r.cfg)) in reusable:
+                status = "copy"
             ov = ", ".join(f"{k}={v!r}" for k, v in r.point.overrides.items()) or "(config as is)"
             print(f"  {r.name:<40} {status:<8} {ov}")
         return 0

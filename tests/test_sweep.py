@@ -350,3 +350,57 @@ def test_real_tiny_sweep_end_to_end(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert out.count("done already") == 2
     assert len(seen["dirs"]) == 2 and seen["out"] == os.path.join(wd, "report")
+
+
+def test_a_run_from_before_a_schema_change_still_counts_as_done(tmp_path):
+    """A key added to the schema after a run was written takes its default; a removed key is ignored."""
+    path = write_config(tmp_path, '{"grid": {"M": [1]}, "seeds": [0]}')
+    runs, _ = S.build_runs(path)
+    wd = str(tmp_path / "w")
+    S.execute(runs, wd, run_fn=FakeRunner(), log=lambda m: None)
+    cfg_path = os.path.join(wd, "M=1", "seed=0", "config.json")
+    stored = json.load(open(cfg_path))
+    del stored["model"]["dtype"]  # as if model.dtype did not exist yet (its default applies)
+    stored["model"]["retired_key"] = 1  # as if a key had been removed since
+    stored["optim"]["min_lr"] = 0  # JSON int for a float key
+    json.dump(stored, open(cfg_path, "w"))
+    assert S.run_status(os.path.dirname(cfg_path), runs[0].cfg) == "done"
+    stored["model"]["dtype"] = "bfloat16"  # a real difference
+    json.dump(stored, open(cfg_path, "w"))
+    assert S.run_status(os.path.dirname(cfg_path), runs[0].cfg) == "changed"
+
+
+def test_a_copied_run_gets_its_config_in_todays_schema(tmp_path):
+    path = write_config(tmp_path, '{"grid": {"M": [2]}, "seeds": [0]}')
+    runs, _ = S.build_runs(path)
+    root = tmp_path / "runs"
+    S.execute(runs, str(root / "a"), run_fn=FakeRunner(), log=lambda m: None)
+    old = root / "a" / "M=2" / "seed=0" / "config.json"
+    stored = json.load(open(old))
+    del stored["model"]["dtype"]  # written before model.dtype existed
+    json.dump(stored, open(old, "w"))
+    recs = S.execute(runs, str(root / "b"), run_fn=FakeRunner(), log=lambda m: None, reuse_root=str(root / "a"))
+    assert recs[0]["status"] == "reused"
+    assert json.load(open(root / "b" / "M=2" / "seed=0" / "config.json")) == C.to_dict(runs[0].cfg)
+
+
+def test_an_unfinished_run_from_before_a_schema_change_is_resumed_in_todays_schema(tmp_path):
+    path = write_config(tmp_path, '{"grid": {"M": [1]}, "seeds": [0]}')
+    runs, _ = S.build_runs(path)
+    run_dir = tmp_path / "w" / "M=1" / "seed=0"
+    run_dir.mkdir(parents=True)
+    old = C.to_dict(runs[0].cfg)
+    del old["model"]["dtype"]
+    json.dump(old, open(run_dir / "config.json", "w"))
+    fake = FakeRunner()
+    recs = S.execute(runs, str(tmp_path / "w"), run_fn=fake, log=lambda m: None)
+    assert recs[0]["status"] == "resumed" and fake.calls[0][1] is True
+
+
+def test_dry_run_shows_runs_that_would_be_copied(tmp_path, capsys):
+    path = write_config(tmp_path, '{"grid": {"M": [1, 2]}, "seeds": [0]}')
+    runs, _ = S.build_runs(path)
+    S.execute(runs[:1], str(tmp_path / "runs" / "a"), run_fn=FakeRunner(), log=lambda m: None)
+    S.main(["--config", path, "--workdir", str(tmp_path / "runs" / "b"), "--dry-run", "--reuse", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert "M=1/seed=0" in out and " copy " in out and " new " in out
