@@ -32,7 +32,7 @@ demo-shuffled: setup
 	$(BIN)/python -m recovery_jax.train --config configs/default_shuffled.py --workdir runs/demo_shuffled --overwrite
 
 test: setup-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 clean:
 	rm -rf $(VENV) runs
