@@ -286,6 +286,9 @@ def torch_supported(cfg) -> str | None:
 
 
 def write_json(path: str, obj: Any) -> None:
+    """Atomic write (temp file + rename) of a regular file; refuses to replace anything else."""
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise ValueError(f"{path} exists and is not a regular file; not replacing it")
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     tmp = path + ".tmp"

@@ -2,6 +2,7 @@
 our engine run the same protocol from the same weights and must produce the same loss tensors (a real
 parity test of the whole protocol); the report has its fields, with positive numbers. No timing asserts."""
 
+import json
 import math
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_torch_and_jax_loss_tensors_agree(report):
     assert report["losses"]["ours_train_first"] > 0
 
 
-def test_report_fields(report):
+def test_report_fields(report, tmp_path):
     proto = report["protocol"]
     assert (proto["T"], proto["C"], proto["M"], proto["E"]) == (3, 16, 2, 2)
     assert proto["episodes_timed"] == proto["episodes_total"] == 6
@@ -58,7 +59,9 @@ def test_report_fields(report):
     assert _positive(u["peaks"]["float32"]["peak_flops_per_s"])
     assert _positive(report["flops"]["total_flops"])
     assert report["model"]["dims"] == {"d": 32, "layers": 1, "heads": 2, "ff": 64, "vocab": report["protocol"]["vocab_size"]}
-    common.write_json("/dev/null", report)  # JSON-serialisable
+    out = tmp_path / "report.json"
+    common.write_json(str(out), report)  # JSON-serialisable
+    assert json.loads(out.read_text())["parity"]["ok"]
 
 
 def test_flop_model_counts():
