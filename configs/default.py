@@ -32,5 +32,6 @@ def get_config():
     c.optim.name = "adam_reset"
     c.optim.lr = 3e-4
     c.order.kind = "cyclic"
+    c.eval.batch = 5  # on CPU, chunks of 5 documents keep activations in cache (1.4x faster than all 25)
     c.checkpoint.every = "epoch"
     return c
