@@ -213,6 +213,17 @@ def to_dict(cfg: ml_collections.ConfigDict) -> dict:
     return json.loads(cfg.to_json())
 
 
+def with_defaults(d: dict) -> dict:
+    """A stored config (config.json) with the keys it lacks filled from today's defaults: a run written
+    before a key was added ran with that key's default. Keys the schema no longer knows are kept."""
+    def merge(base: dict, cfg: dict) -> dict:
+        out = dict(base)
+        for k, v in cfg.items():
+            out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return out
+    return merge(to_dict(base_config()), d)
+
+
 def from_dict(d: dict) -> ml_collections.ConfigDict:
     cfg = base_config()
     return apply_overrides(cfg, [f"{k}={v}" for k, v in flatten(d).items()]) if d else cfg

@@ -68,14 +68,8 @@ def _with_config_defaults(run: Run) -> Run:
     """Fill keys a run's config.json lacks (written by an older version) with today's defaults, so that
     a key added since does not show up as a difference between runs. Toy-model runs are left alone."""
     if isinstance(run.config, dict) and "optim" in run.config and "model" in run.config:
-        from recovery_jax.config import base_config, to_dict
-
-        def merge(base: dict, cfg: dict) -> dict:
-            out = dict(base)
-            for k, v in cfg.items():
-                out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-            return out
-        run.config = merge(to_dict(base_config()), run.config)
+        from recovery_jax.config import with_defaults
+        run.config = with_defaults(run.config)
     return run
 
 

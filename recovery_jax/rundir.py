@@ -12,6 +12,7 @@ import os
 import shutil
 from typing import Any
 
+from recovery_jax import config as config_lib
 from recovery_jax import results
 
 RESULT_FILES = ("documents.json", "model.json", "losses.npz", "summary.json", "probes.npz")
@@ -55,13 +56,6 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
         elif va != vb:
             out.append(f"{prefix}{k} ({va!r} -> {vb!r})")
     return out
-
-
-def _with_defaults(old: dict) -> dict:
-    """A config written before a key was added compares equal to today's config with that key at its
-    default (so an unfinished run of an older version can still be resumed)."""
-    from recovery_jax import config as config_lib
-    return config_lib.to_dict(config_lib.from_dict(old))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -130,8 +124,8 @@ class RunDir:
         cfg_path = os.path.join(self.path, "config.json")
         if os.path.exists(cfg_path) and not overwrite:
             try:
-                with open(cfg_path) as f:
-                    old = _with_defaults(json.load(f))
+                with open(cfg_path) as f:  # an older run's config compares with its missing keys at default
+                    old = config_lib.with_defaults(json.load(f))
             except (OSError, ValueError):
                 old = None
             if old is None or _strip(old) != _strip(config):

@@ -75,3 +75,12 @@ def test_missing_config_file():
 def test_dict_round_trip():
     cfg = C.load(os.path.join(ROOT, "configs/default.py"))
     assert C.to_dict(C.from_dict(C.to_dict(cfg))) == C.to_dict(cfg)
+
+
+def test_with_defaults_fills_keys_an_older_config_lacks():
+    old = C.to_dict(C.base_config())
+    del old["model"]["matmul_precision"]
+    old["T"] = 7
+    new = C.with_defaults(old)
+    assert new["model"]["matmul_precision"] == "highest" and new["T"] == 7
+    assert C.with_defaults({"retired_key": 1})["retired_key"] == 1  # kept, so it shows up as a difference
