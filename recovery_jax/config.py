@@ -69,6 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.truncate_vocab = True  # shrink the embeddings to the tokenizer's length (authors: 50277)
     c.model.dtype = "float32"  # compute dtype; parameters stay float32
     c.model.remat = False
+    # Causal attention in query blocks of this many tokens, skipping the all-masked key blocks above the
+    # diagonal (same numbers as the full C x C matrix, 1.5-2x faster attention on CPU); 0: full matrix.
+    c.model.attention_block = 64
     # fp32 matmul precision: "highest" is true fp32 like the authors' PyTorch runs; "default" lets a GPU use
     # TF32 (faster, ~1e-3 relative error). On CPU both are exact fp32.
     c.model.matmul_precision = "highest"
@@ -321,6 +324,7 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                 f"needs tokens [{lo}, {hi}) but data.block={block}; raise data.block to >= {hi} "
                 f"(and window_start >= window)")
     _range(cfg, "eval.batch", 0)
+    _range(cfg, "model.attention_block", 0)
     for name in probe_names(cfg):
         if name not in PROBES:
             raise ConfigError(f"unknown probe {name!r} in probes.names; valid probes: {', '.join(PROBES)}")

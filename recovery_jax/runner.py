@@ -156,7 +156,8 @@ def build_params(cfg, rd: RunData, key) -> tuple[str, dict, Any]:
 
 def make_engine(cfg, arch: str, hf: dict, total_steps: int, params, pad_id: int) -> Engine:
     dtype = jnp.bfloat16 if cfg.model.dtype == "bfloat16" else jnp.float32
-    model = models.build_model(arch, hf, dtype=dtype, remat=cfg.model.remat)
+    model = models.build_model(arch, hf, dtype=dtype, remat=cfg.model.remat,
+                                attn_block=cfg.model.attention_block)
 
     def apply_fn(p, ids_BL, deterministic, rngs):
         return model.apply({"params": p}, ids_BL, deterministic=deterministic, rngs=rngs)

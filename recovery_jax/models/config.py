@@ -45,6 +45,8 @@ class ModelConfig:
     scale_attn_weights: bool = True
     scale_attn_by_inverse_layer_idx: bool = False
     initializer_range: float = 0.02
+    # Not from the HF config: query block of the causal attention (layers.causal_attention); 0: full matrix.
+    attn_block: int = 0
 
     @property
     def head_dim(self) -> int:

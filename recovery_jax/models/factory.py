@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -26,9 +27,14 @@ _ROLES = {
 }
 
 
-def build_model(arch: str, hf_config: dict, *, dtype: Any = jnp.float32, remat: bool = False) -> nn.Module:
-    """Flax module for an HF config dict. `dtype` is the compute dtype (params stay fp32); remat checkpoints blocks."""
+def build_model(arch: str, hf_config: dict, *, dtype: Any = jnp.float32, remat: bool = False,
+                attn_block: int = 64) -> nn.Module:
+    """Flax module for an HF config dict. `dtype` is the compute dtype (params stay fp32); remat checkpoints
+    blocks; attn_block is the causal attention's query block (0: the full C x C matrix; same numbers)."""
     cfg = parse_config(arch, hf_config)
+    if int(attn_block) < 0:
+        raise ValueError(f"attn_block must be >= 0 (0: full attention matrix), got {attn_block!r}")
+    cfg = dataclasses.replace(cfg, attn_block=int(attn_block))
     if not any(jnp.dtype(dtype) == jnp.dtype(d) for d in COMPUTE_DTYPES):
         raise ValueError(f"unsupported compute dtype {dtype!r}; valid: ['float32', 'bfloat16']")
     cls = GPTNeoXLM if arch == "gpt_neox" else GPT2LM

@@ -26,7 +26,7 @@ class GPT2Attention(nn.Module):
         scale = cfg.head_dim**-0.5 if cfg.scale_attn_weights else 1.0
         if cfg.scale_attn_by_inverse_layer_idx:
             scale /= float(self.layer_idx + 1)
-        out = causal_attention(q, k, v, scale, maybe_dropout(cfg.attn_pdrop, self.deterministic))
+        out = causal_attention(q, k, v, scale, maybe_dropout(cfg.attn_pdrop, self.deterministic), cfg.attn_block)
         out = dense(d, "c_proj", self.dtype)(out.reshape(b, seq, d))
         return apply_dropout(out, cfg.resid_pdrop, self.deterministic)
 

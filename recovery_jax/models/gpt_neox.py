@@ -26,7 +26,8 @@ class NeoXAttention(nn.Module):
         qkv = qkv.reshape(b, seq, cfg.n_heads, 3, cfg.head_dim)
         q, k, v = qkv[..., 0, :], qkv[..., 1, :], qkv[..., 2, :]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        out = causal_attention(q, k, v, cfg.head_dim**-0.5, maybe_dropout(cfg.attn_pdrop, self.deterministic))
+        out = causal_attention(q, k, v, cfg.head_dim**-0.5, maybe_dropout(cfg.attn_pdrop, self.deterministic),
+                               cfg.attn_block)
         return dense(d, "dense", self.dtype, cfg.attention_bias)(out.reshape(b, seq, d))
 
 
