@@ -146,8 +146,9 @@ def flop_model(arch: str, hf: dict, C: int) -> dict:
 
     matmul params per token: per block qkv (d x 3d) + attention out (d x d) + MLP (2 d x ff), plus the
     unembedding (d x V; a real matmul even though it is an "embedding" parameter). Attention scores and
-    the weighted sum cost 2 * 2 * C^2 * d per block for the FULL C x C matrix, which is what the JAX engine
-    computes (causal masking by -inf, no skipped blocks). Training = 3 x forward (backward = 2 x forward).
+    the weighted sum cost 2 * 2 * C^2 * d per block for the FULL C x C matrix (the usual MFU convention, the
+    same count for both implementations; with model.attention_block = b the engine computes (n+1)/(2n) of it
+    for n = C/b query blocks, at most 4 % fewer FLOPs in total at the default). Training = 3 x forward.
     Elementwise work (LayerNorm, GELU, softmax, Adam) is not counted: it is the usual convention and
     on any hardware it is what keeps the achieved rate below the matmul peak.
     """

@@ -134,6 +134,31 @@ def time_matmuls(shapes, reps: int = 20) -> list[dict]:
     return res
 
 
+def time_matmuls_torch(shapes, reps: int = 20) -> list[float] | None:
+    """Best-of-reps seconds of the same [b,m,k]x[b,k,n] products in PyTorch (its oneDNN/MKL kernels, all cores):
+    what another library achieves on exactly these shapes on this machine. None without torch. Call it after
+    all JAX timings: torch's OpenMP threads spin for a while after each parallel region."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    out = []
+    with torch.no_grad():
+        for _tag, _cnt, bat, m, k, n in shapes:
+            a = torch.ones((bat, m, k), dtype=torch.float32)
+            b = torch.ones((bat, k, n), dtype=torch.float32)
+            f = (lambda x, y: torch.matmul(x[0], y[0])) if bat == 1 else torch.bmm
+            f(a, b)
+            ts = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                f(a, b)
+                ts.append(time.perf_counter() - t0)
+            out.append(min(ts))
+    return out
+
+
 def bandwidth(n_floats: int, reps: int = 10) -> float:
     """GB/s of a jitted a*0.9 + b over n float32 (3 streams: 2 reads, 1 write)."""
     import jax
@@ -206,6 +231,13 @@ def profile(cfg, trace_dir: str, top: int = 30, reps: int = 5, log=print) -> dic
     streams = {"sgd": 3, "momentum": 5, "adam": 7, "adam_reset": 7}.get(opt, 7)  # params+grad(+m,v) read/write
     opt_floor_s = streams * 4 * n_params / (gbps * 1e9)
     peak = common.matmul_peak("float32")["peak_flops_per_s"]
+    torch_mm = time_matmuls_torch(shapes)  # last: after every JAX timing
+    torch_mm_eval = time_matmuls_torch(eval_shapes)
+    if torch_mm is not None:
+        for r, t in zip(mm, torch_mm):
+            r["torch_best_s"], r["torch_gflops_per_s"] = t, 2 * r["batch"] * r["m"] * r["k"] * r["n"] / t / 1e9
+        for r, t in zip(mm_eval, torch_mm_eval):
+            r["torch_best_s"], r["torch_gflops_per_s"] = t, 2 * r["batch"] * r["m"] * r["k"] * r["n"] / t / 1e9
 
     res = {"config": {"T": s.T, "C": s.C, "M": s.M, **dims, "optimizer": opt, "n_params": n_params},
            "wall_scan_s": walls["scan"], "wall_step_s": walls["scan"] / s.M, "wall_eval_s": walls["eval"],
@@ -214,6 +246,9 @@ def profile(cfg, trace_dir: str, top: int = 30, reps: int = 5, log=print) -> dic
            "step_matmul_floor_s": step_mm_s, "step_forward_matmul_floor_s": fwd_mm_s,
            "eval_matmul_floor_s": eval_mm_s, "matmuls_step": mm, "matmuls_eval": mm_eval,
            "copy_bandwidth_GBps": gbps, "optimizer_streams": streams, "optimizer_floor_s": opt_floor_s}
+    if torch_mm is not None:
+        res["step_matmul_floor_torch_kernels_s"] = sum(r["count"] * r["torch_best_s"] for r in mm)
+        res["eval_matmul_floor_torch_kernels_s"] = sum(r["count"] * r["torch_best_s"] for r in mm_eval)
     res["scan_top_ops"], res["scan_by_kind_ms"] = summarize_ops(ops_scan, kinds_scan, top)
     res["eval_top_ops"], res["eval_by_kind_ms"] = summarize_ops(ops_eval, kinds_eval, top)
     return res
@@ -232,10 +267,14 @@ def print_report(r: dict, log=print) -> None:
         f"({100 * r['step_matmul_floor_s'] / st:.0f}% of the step; forward only {r['step_forward_matmul_floor_s'] * 1e3:.1f} ms)")
     log(f"  optimizer floor ({r['optimizer_streams']} fp32 streams over the params at copy bandwidth): "
         f"{r['optimizer_floor_s'] * 1e3:.1f} ms ({100 * r['optimizer_floor_s'] / st:.0f}% of the step)")
-    log("  matmul shapes (pass, count x batch x [m,k]x[k,n], GFLOP/s alone, ms per step):")
+    if "step_matmul_floor_torch_kernels_s" in r:
+        log(f"  the same matmuls in PyTorch (oneDNN/MKL kernels), summed: {r['step_matmul_floor_torch_kernels_s'] * 1e3:.1f} ms "
+            f"per step, {r['eval_matmul_floor_torch_kernels_s'] * 1e3:.1f} ms per evaluation")
+    log("  matmul shapes (pass, count x batch x [m,k]x[k,n], GFLOP/s alone: XLA [PyTorch], ms per step):")
     for m in r["matmuls_step"]:
+        tq = f" [{m['torch_gflops_per_s']:6.1f}]" if "torch_gflops_per_s" in m else ""
         log(f"    {m['pass']:7s} {m['count']:3d} x {m['batch']:3d} x [{m['m']},{m['k']}]x[{m['k']},{m['n']}]  "
-            f"{m['gflops_per_s']:6.1f}  {m['total_s'] * 1e3:6.2f} ms")
+            f"{m['gflops_per_s']:6.1f}{tq}  {m['total_s'] * 1e3:6.2f} ms")
     ev = r["wall_eval_s"]
     log(f"evaluation (T={c['T']} x C={c['C']}): {ev * 1e3:.1f} ms = {r['analytic_eval_flops'] / ev / 1e9:.1f} GFLOP/s "
         f"({100 * r['analytic_eval_flops'] / ev / pk:.0f}% of peak); matmuls alone {r['eval_matmul_floor_s'] * 1e3:.1f} ms")

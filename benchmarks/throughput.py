@@ -189,11 +189,33 @@ def run_benchmark(cfg, *, episodes: int | None = None, repeat: int = 1, skip_tor
                 report["parity"]["ok_within_fp32_noise"] = bool(
                     report["parity"]["max_abs_diff_eval"] <= 2 * max(self_diff["max_abs_diff_eval"], TOL / 2)
                     and report["parity"]["max_abs_diff_train"] <= 2 * max(self_diff["max_abs_diff_train"], TOL / 2))
+        bounds = speed_bounds(report)
+        if bounds:
+            report["bounds"] = bounds
         report["machine"]["uptime_end"] = common.uptime_line()
         return report
     finally:
         if cleanup is not None:
             cleanup.cleanup()
+
+
+def speed_bounds(r: dict, target: float = 3.0) -> dict | None:
+    """What the measured matmul peak allows: the protocol's analytic FLOPs at 100 % of the peak is a lower bound
+    on any implementation's wall time on this machine, hence an upper bound on any speed ratio against the
+    reference; and the fraction of the peak a `target`x ratio would need over the whole protocol."""
+    u = r.get("ours", {}).get("utilisation")
+    if not u:
+        return None
+    peak = u["peaks"][u["peak_reference_dtype"]]["peak_flops_per_s"]
+    flops = r["flops"]["total_flops"]
+    out = {"peak_flops_per_s": peak, "protocol_flops": flops, "wall_at_peak_s": flops / peak,
+           "ours_pct_of_peak_whole_protocol": 100 * flops / r["ours"]["wall_s"] / peak}
+    if "torch" in r:
+        tw = r["torch"]["wall_s"]
+        out.update({"torch_pct_of_peak_whole_protocol": 100 * flops / tw / peak,
+                    "max_ratio_vs_torch_at_peak": tw / (flops / peak), "target_ratio": target,
+                    "pct_of_peak_needed_for_target": 100 * target * flops / tw / peak})
+    return out
 
 
 def summary_lines(r: dict) -> list[str]:
@@ -236,6 +258,14 @@ def summary_lines(r: dict) -> list[str]:
         lines.append(f"utilisation vs measured {u['peak_reference_dtype']} matmul peak {pk / 1e9:.1f} GFLOP/s: "
                      f"training scan {u['scan_flops_per_s'] / 1e9:.1f} GFLOP/s = {u['scan_pct_of_peak']:.1f}%, "
                      f"evaluation {u['eval_flops_per_s'] / 1e9:.1f} GFLOP/s = {u['eval_pct_of_peak']:.1f}%")
+    bd = r.get("bounds")
+    if bd:
+        lines.append(f"whole protocol: {bd['protocol_flops'] / 1e12:.2f} TFLOP = {bd['wall_at_peak_s']:.1f} s at 100% of the "
+                     f"peak; ours runs at {bd['ours_pct_of_peak_whole_protocol']:.0f}% of it"
+                     + (f", PyTorch at {bd['torch_pct_of_peak_whole_protocol']:.0f}%: no implementation can be more than "
+                        f"{bd['max_ratio_vs_torch_at_peak']:.2f}x faster than this reference here; "
+                        f"{bd['target_ratio']:g}x needs {bd['pct_of_peak_needed_for_target']:.0f}% of the peak"
+                        if "max_ratio_vs_torch_at_peak" in bd else ""))
     return lines
 
 
