@@ -32,6 +32,6 @@ def get_config():
     c.optim.name = "adam_reset"
     c.optim.lr = 3e-4
     c.order.kind = "cyclic"
-    c.eval.batch = 5  # on CPU, chunks of 5 documents keep activations in cache (1.4x faster than all 25)
+    c.eval.batch = -1  # auto: chunks of 5 documents on CPU (cache-sized, 1.4x faster than all 25), all at once on GPU
     c.checkpoint.every = "epoch"
     return c

@@ -36,6 +36,31 @@ def masked_doc_losses(logits_BLV, targets_BL, weights_BL) -> jax.Array:
     return (nll_BL * w_BL).sum(-1) / jnp.maximum(w_BL.sum(-1), 1.0)
 
 
+CPU_EVAL_TOKENS = 640  # tokens per evaluation chunk on CPU (measured: benchmarks/README.md, engine note 1)
+
+
+def eval_doc_bytes(C: int, d: int, ff: int, V: int, H: int, attn_block: int = 0) -> int:
+    """Rough high-water mark of one document's forward activations (fp32): the logits and their logsumexp
+    temporary, the MLP hidden layer twice (pre/post activation), attention logits and probabilities for one
+    query block, and ~8 residual-stream-sized tensors."""
+    rows = attn_block if 0 < attn_block < C else C
+    return 4 * C * (2 * V + 2 * ff + 8 * d + 2 * H * rows)
+
+
+def auto_eval_batch(T: int, C: int, *, backend: str, doc_bytes: int, free_bytes: int | None = None,
+                    mem_fraction: float = 0.25) -> int:
+    """Documents per evaluation chunk for eval.batch = -1. CPU: ~CPU_EVAL_TOKENS tokens per chunk, which
+    keeps the [chunk*C, ff] activations in cache (1.3-1.4x faster than all T at once on a 2-core Xeon).
+    Accelerators: as many documents as fit in `mem_fraction` of the free device memory (all T if unknown)."""
+    if backend == "cpu":
+        b = CPU_EVAL_TOKENS // max(C, 1)
+    elif free_bytes:
+        b = int(mem_fraction * free_bytes) // max(doc_bytes, 1)
+    else:
+        b = T
+    return int(min(max(b, 1), T))
+
+
 @dataclass(frozen=True)
 class EpisodeSpec:
     """Static facts the compiled episode needs (hashable: part of the jit cache key)."""

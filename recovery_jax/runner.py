@@ -21,7 +21,7 @@ import numpy as np
 from recovery_jax import config as config_lib
 from recovery_jax import metrics, models, rundir as rundir_lib, schedule
 from recovery_jax import data as data_lib
-from recovery_jax.engine import Engine, EpisodeSpec
+from recovery_jax.engine import Engine, EpisodeSpec, auto_eval_batch, eval_doc_bytes
 from recovery_jax.optim import make_optimizer
 from recovery_jax.rundir import RunError
 
@@ -174,9 +174,29 @@ def make_engine(cfg, arch: str, hf: dict, total_steps: int, params, pad_id: int)
         M=cfg.M, C=cfg.C, mask_prob=float(cfg.variant.mask_prob),
         mask_id=pad_id if cfg.variant.mask_id < 0 else int(cfg.variant.mask_id),
         window=int(cfg.variant.window), window_start=int(cfg.variant.window_start),
-        eval_batch=int(cfg.eval.batch), every_step_eval=bool(cfg.eval.every_step),
+        eval_batch=resolve_eval_batch(cfg, arch, hf), every_step_eval=bool(cfg.eval.every_step),
         dropout=(arch == "gpt2" and cfg.model.dropout == "from_hf"))
     return Engine(apply_fn, opt, spec, hidden_fn)
+
+
+def resolve_eval_batch(cfg, arch: str, hf: dict) -> int:
+    """eval.batch as the engine takes it: N >= 1 as given, 0 (all T at once) -> T, -1 (auto) -> sized for the
+    backend (engine.auto_eval_batch)."""
+    b = int(cfg.eval.batch)
+    if b > 0:
+        return min(b, cfg.T)
+    if b == 0:
+        return cfg.T
+    m = models.parse_config(arch, hf)
+    free = None
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+        if stats.get("bytes_limit"):
+            free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    except Exception:  # noqa: BLE001 - memory_stats is optional per backend
+        free = None
+    doc = eval_doc_bytes(cfg.C, m.d_model, m.d_ff, m.vocab_size, m.n_heads, int(cfg.model.attention_block))
+    return auto_eval_batch(cfg.T, cfg.C, backend=jax.default_backend(), doc_bytes=doc, free_bytes=free)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -285,6 +305,7 @@ def _run(cfg, workdir: str, *, resume: bool, overwrite: bool, log) -> dict:
         log(f"model {arch} {n_params / 1e6:.2f}M params | T={T} C={cfg.C} M={cfg.M} E={cfg.E} "
             f"| {K} episodes | optimizer {cfg.optim.name} lr {cfg.optim.lr:g}"
             + (f" | restricted softmax: {rd.vocab_size} tokens (data.restrict_vocab)" if cfg.data.restrict_vocab else "")
+            + f" | evaluation in chunks of {engine.spec.eval_batch} documents"
             + f" | compiled in {compile_s:.1f}s")
 
         def save_checkpoint(k):

@@ -94,6 +94,35 @@ def test_batched_evaluation_equals_one_by_one(batch):
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+def test_auto_eval_batch_by_hand():
+    auto = engine_lib.auto_eval_batch
+    # CPU: ~640 tokens per chunk, never more than T, never less than 1
+    assert auto(25, 128, backend="cpu", doc_bytes=1) == 5
+    assert auto(25, 512, backend="cpu", doc_bytes=1) == 1
+    assert auto(25, 2048, backend="cpu", doc_bytes=1) == 1
+    assert auto(3, 32, backend="cpu", doc_bytes=1) == 3
+    # accelerator: a quarter of the free memory / bytes per document, clipped to [1, T]
+    assert auto(100, 256, backend="gpu", doc_bytes=10, free_bytes=400) == 10
+    assert auto(100, 256, backend="gpu", doc_bytes=10, free_bytes=10**9) == 100
+    assert auto(100, 256, backend="gpu", doc_bytes=10**9, free_bytes=10**9) == 1
+    assert auto(7, 256, backend="gpu", doc_bytes=10, free_bytes=None) == 7
+    # bytes per document: 4 * C * (2V + 2ff + 8d + 2H * query-block rows)
+    assert engine_lib.eval_doc_bytes(C=4, d=2, ff=3, V=5, H=1) == 4 * 4 * (10 + 6 + 16 + 2 * 4)
+    assert engine_lib.eval_doc_bytes(C=4, d=2, ff=3, V=5, H=1, attn_block=2) == 4 * 4 * (10 + 6 + 16 + 2 * 2)
+
+
+@pytest.mark.parametrize("value,want", [(0, 25), (7, 7), (40, 25), (-1, 5)])
+def test_resolve_eval_batch(value, want):
+    from recovery_jax import runner
+
+    cfg = base_config()
+    cfg.T, cfg.C, cfg.eval.batch = 25, 128, value
+    hf = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+          "intermediate_size": 32, "rotary_pct": 0.25, "max_position_embeddings": 128}
+    assert jax.default_backend() == "cpu"  # the test suite runs on CPU
+    assert runner.resolve_eval_batch(cfg, "gpt_neox", hf) == want
+
+
 def test_padding_never_enters_the_loss():
     apply_fn, params = tiny_lm.make(V, 8, L)
     tok, msk = docs(2)
