@@ -218,6 +218,24 @@ def to_dict(cfg: ml_collections.ConfigDict) -> dict:
     return json.loads(cfg.to_json())
 
 
+# Keys that change how a run executes, not what it computes (any value gives the same losses up to fp32
+# rounding): a run may be resumed, or a finished run reused by a sweep, with other values of these.
+PERFORMANCE_KEYS = ("progress", "eval.batch", "model.attention_block")
+
+
+def without_performance_keys(d: dict) -> dict:
+    """A nested config dict without PERFORMANCE_KEYS (what run directories and sweeps compare)."""
+    out = copy.deepcopy(d)
+    for key in PERFORMANCE_KEYS:
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return out
+
+
 def with_defaults(d: dict) -> dict:
     """A stored config (config.json) with the keys it lacks filled from today's defaults: a run written
     before a key was added ran with that key's default. Keys the schema no longer knows are kept."""

@@ -16,7 +16,6 @@ from recovery_jax import config as config_lib
 from recovery_jax import results
 
 RESULT_FILES = ("documents.json", "model.json", "losses.npz", "summary.json", "probes.npz")
-IGNORED_KEYS = ("progress",)  # config keys that may differ between a run and its resumption
 
 
 class RunError(RuntimeError):
@@ -44,7 +43,8 @@ def write_npz_atomic(path: str, **arrays) -> None:
 
 
 def _strip(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k not in IGNORED_KEYS}
+    """What must match between a run and its resumption: everything but config.PERFORMANCE_KEYS."""
+    return config_lib.without_performance_keys(cfg)
 
 
 def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -418,19 +418,17 @@ def _read_json(path: str) -> Any:
 
 
 def normalized_config(d: dict) -> dict:
-    """Flat {key: value} of a stored config.json in today's schema: keys the schema gained since the run was
-    written take their default (a run from before a new key existed ran with its default behaviour), keys the
-    schema no longer knows are dropped, numbers are typed like the schema, and `progress` is ignored."""
+    """Flat {key: value} of a stored config.json in today's schema, for matching finished runs: missing keys at
+    their default (config.with_defaults), keys the schema no longer knows dropped, numbers typed like the
+    schema, and config.PERFORMANCE_KEYS ignored (they do not change what a run computes)."""
     base = config_lib.flatten(config_lib.base_config())
-    out = dict(base)
-    for key, value in config_lib.flatten(d).items():
+    out = {}
+    for key, value in config_lib.flatten(config_lib.without_performance_keys(config_lib.with_defaults(d))).items():
         if key not in base:
             continue
-        want = type(base[key])
-        if want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if type(base[key]) is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = float(value)
         out[key] = value
-    out.pop("progress", None)
     return out
 
 

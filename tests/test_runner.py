@@ -71,6 +71,14 @@ def test_workdir_refusals(reference_run, tmp_path):
         runner.run(tiny(), d, log=lambda *a: None)
     with pytest.raises(runner.RunError, match="holds a run of a different config"):
         runner.run(tiny(M=3), d, log=lambda *a: None)
+    # keys that only change speed (config.PERFORMANCE_KEYS) may differ: the finished run is recognised
+    other = tiny(**{"eval.batch": 1, "model.attention_block": 0, "progress": False})
+    logs = []
+    assert runner.run(other, d, resume=True, log=logs.append)["recovery_scores"] == \
+        json.load(open(os.path.join(d, "summary.json")))["recovery_scores"]
+    assert any("already finished" in line for line in logs)
+    with pytest.raises(runner.RunError, match=r"different config \(T "):
+        runner.run(tiny(T=2, **{"eval.batch": 1}), d, log=lambda *a: None)
 
 
 def _cli(workdir, *extra):

@@ -248,6 +248,23 @@ def test_execute_refuses_a_workdir_of_another_config(tmp_path):
     assert S.run_status(os.path.join(wd, "M=1", "seed=0"), changed[0].cfg) == "changed"
     with pytest.raises(ConfigError, match="hold runs of a different config"):
         S.execute(changed, wd, run_fn=FakeRunner(), log=lambda m: None)
+    # another evaluation chunk size / attention block computes the same thing: still this config's run
+    faster, _ = S.build_runs(path, ["eval.batch=3", "model.attention_block=0"])
+    assert S.run_status(os.path.join(wd, "M=1", "seed=0"), faster[0].cfg) == "done"
+
+
+def test_normalized_config_fills_new_keys_drops_retired_ones_and_types_numbers():
+    from recovery_jax import config as config_lib
+
+    stored = config_lib.to_dict(config_lib.base_config())
+    stored["optim"]["lr"] = 1  # an int written where the schema has a float
+    stored["retired_key"] = 5
+    del stored["model"]["matmul_precision"]  # a key added after this run was written
+    n = S.normalized_config(stored)
+    assert n["optim.lr"] == 1.0 and isinstance(n["optim.lr"], float)
+    assert "retired_key" not in n
+    assert n["model.matmul_precision"] == config_lib.base_config().model.matmul_precision
+    assert not set(config_lib.PERFORMANCE_KEYS) & set(n)
 
 
 def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path):
