@@ -343,8 +343,12 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                 f"variant.window={cfg.variant.window} with window_start={cfg.variant.window_start} and C={cfg.C} "
                 f"needs tokens [{lo}, {hi}) but data.block={block}; raise data.block to >= {hi} "
                 f"(and window_start >= window)")
-    _range(cfg, "eval.batch", -1)
-    _range(cfg, "model.attention_block", 0)
+    if cfg.eval.batch < -1:
+        raise ConfigError(f"eval.batch={cfg.eval.batch} is not valid: -1 (auto-sized chunks), 0 (all T documents "
+                          f"at once) or N >= 1 documents per evaluation chunk")
+    if cfg.model.attention_block < 0:
+        raise ConfigError(f"model.attention_block={cfg.model.attention_block} is not valid: 0 (full C x C "
+                          f"attention matrix) or N >= 1 query rows per block (default 64)")
     for name in probe_names(cfg):
         if name not in PROBES:
             raise ConfigError(f"unknown probe {name!r} in probes.names; valid probes: {', '.join(PROBES)}")

@@ -63,6 +63,8 @@ CASES = [
     ("M-zero", ["--config.M=0"], "M=0 must be >= 1"),
     ("E-negative", ["--config.E=-2"], "E=-2 must be >= 1"),
     ("lr-zero", ["--config.optim.lr=0"], "optim.lr=0.0 must be > 0.0"),
+    ("eval-batch", ["--config.eval.batch=-3"], "eval.batch=-3 is not valid: -1 (auto-sized chunks), 0"),
+    ("attention-block", ["--config.model.attention_block=-1"], "model.attention_block=-1 is not valid: 0"),
     ("unknown-optimizer", ["--config.optim.name=lion"], "optim.name='lion' is not valid; choose one of: sgd"),
     ("unknown-probe", ["--config.probes.names=weights,telepathy"], "unknown probe 'telepathy'"),
     ("T-too-large", ["--config.T=400"], "T=400 but only"),
