@@ -95,6 +95,7 @@ def _rates(wall_s: float, K: int, T: int, C: int, M: int) -> dict:
 def run_benchmark(cfg, *, episodes: int | None = None, repeat: int = 1, skip_torch: bool = False,
                   isolate: bool = True, with_utilisation: bool = True, util_reps: int = 10,
                   peak_sizes=(1024, 2048), torch_threads: int | str | None = None, isolated_scan: bool = True,
+                  torch_device: str = "cpu",
                   bundle_dir: str | None = None,
                   log=print) -> dict:
     """Run both sides on one bundle and return the report dict (see README for the fields)."""
@@ -137,10 +138,10 @@ def run_benchmark(cfg, *, episodes: int | None = None, repeat: int = 1, skip_tor
                 log(f"PyTorch reference ({K} episodes, {nth} threads) ...  [{common.uptime_line()}]")
                 prefix = os.path.join(bundle_dir, f"torch_{i}")
                 if isolate:
-                    targs = ep_args + ["--repeat", str(repeat), "--threads", str(nth)]
+                    targs = ep_args + ["--repeat", str(repeat), "--threads", str(nth), "--device", torch_device]
                     rep, tl = _worker("benchmarks.torch_ref", b.path, prefix, targs, log)
                 else:
-                    out = torch_ref.benchmark(b, K, repeat, log=log, threads=nth)
+                    out = torch_ref.benchmark(b, K, repeat, log=log, threads=nth, device=torch_device)
                     rep, tl = out["report"], out
                 rep.update(_rates(rep["wall_s"], K, T, C, M))
                 rep["uptime_after"] = common.uptime_line()
@@ -231,7 +232,8 @@ def summary_lines(r: dict) -> list[str]:
         lines.append(f"torch: {t['wall_s']:8.2f} s  {t['episodes_per_s']:7.2f} ep/s  {t['tokens_per_s']:9.0f} tok/s "
                      f"(train {t['train_tokens_per_s']:.0f}, eval {t['eval_tokens_per_s']:.0f})  "
                      f"(train part {t['train_s']:.2f} s, eval part {t['eval_s']:.2f} s)  "
-                     f"peak RSS +{t['memory']['rss_peak_delta_mb']:.0f} MiB")
+                     f"peak RSS +{t['memory']['rss_peak_delta_mb']:.0f} MiB"
+                     + (f"  on {t['device']}" if t.get("device", "cpu") != "cpu" else ""))
         s, q = r["speedup"], r["parity"]
         lines.append(f"speed ratio ours/torch: {s['ours_vs_torch']:.2f}x  (incl. our compile: "
                      f"{s['ours_incl_compile_vs_torch']:.2f}x)")
@@ -290,15 +292,22 @@ def main(argv=None) -> int:
         p.add_argument("--torch-threads", default=None,
                        help="torch intra-op threads, default os.cpu_count(); a list like 2,1 runs the reference "
                             "once per value (the first is the headline, the others go to torch_other_threads)")
+        p.add_argument("--torch-device", default="cpu",
+                       help="where the PyTorch reference runs: cpu (default) or cuda[:N] on a GPU machine")
         p.add_argument("--in-process", action="store_true", help="no worker subprocesses (memory figures overlap)")
         p.add_argument("--keep-bundle", default=None, metavar="DIR", help="keep the bundle and worker outputs here")
         a = p.parse_args(rest)
         cfg = config_lib.load(a.config, overrides)
         cfg.progress = False
+        if not a.skip_torch:
+            from benchmarks import torch_ref
+
+            torch_ref.check_device(a.torch_device)  # before any work: a ValueError is one `error:` line
         report = run_benchmark(cfg, episodes=a.episodes_only, repeat=a.repeat, skip_torch=a.skip_torch,
                                isolate=not a.in_process, with_utilisation=not a.no_utilisation,
                                util_reps=a.util_reps, peak_sizes=tuple(int(x) for x in a.peak_sizes.split(",")),
-                               torch_threads=a.torch_threads, bundle_dir=a.keep_bundle)
+                               torch_threads=a.torch_threads, bundle_dir=a.keep_bundle,
+                               torch_device=a.torch_device)
         report["config_file"] = a.config
         report["overrides"] = overrides
         print()

@@ -52,6 +52,7 @@ def test_report_fields(report, tmp_path):
         assert r["train_tokens"] == 6 * 2 * 16 and r["eval_tokens"] == 7 * 3 * 16
         assert _positive(r["memory"]["rss_peak_mb"])
     assert _positive(report["ours"]["compile_s"])
+    assert report["torch"]["device"] == "cpu"
     assert _positive(report["speedup"]["ours_vs_torch"])
     u = report["ours"]["utilisation"]
     for key in ("scan_flops_per_s", "eval_flops_per_s", "scan_pct_of_peak", "eval_pct_of_peak"):
@@ -110,3 +111,18 @@ def test_profile_step_on_tiny_config(tmp_path):
     lines = []
     profile_step.print_report(r, log=lines.append)
     assert any("the same matmuls in PyTorch" in line for line in lines)
+
+
+def test_torch_device_errors(capsys):
+    from benchmarks import torch_ref
+
+    assert torch_ref.check_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="'tpu' is not supported; use cpu or cuda"):
+        torch_ref.check_device("tpu")
+    import torch
+
+    if not torch.cuda.is_available():
+        # the CLI refuses before building anything, with one line
+        assert throughput.main(["--torch-device", "cuda", "--episodes-only", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "torch.cuda.is_available() is False" in err[0], err
