@@ -98,3 +98,22 @@ def test_model_logits_do_not_depend_on_attention_block(arch):
     np.testing.assert_allclose(outs[2], outs[0], atol=2e-5, rtol=0)
     with pytest.raises(ValueError, match="attn_block must be >= 0"):
         build_model(arch, hf, attn_block=-1)
+
+
+def test_exact_gelu_and_its_gradient_match_float64():
+    """'gelu' is the exact erf GELU (HF/torch), not the tanh approximation: value and derivative
+    Phi(x) + x phi(x) against float64 math.erf over [-12, 12]."""
+    import math
+
+    from recovery_jax.models.layers import activation
+
+    x = np.linspace(-12, 12, 4001)
+    phi = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    Phi = 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    f = activation("gelu")
+    xj = jnp.asarray(x, jnp.float32)
+    np.testing.assert_allclose(np.asarray(jax.jit(f)(xj)), x * Phi, atol=2e-6, rtol=0)
+    grad = jax.jit(jax.vmap(jax.grad(f)))(xj)
+    np.testing.assert_allclose(np.asarray(grad), Phi + x * phi, atol=2e-6, rtol=0)
+    tanh = activation("gelu_new")(xj)  # the approximation differs visibly: the test can tell them apart
+    assert np.abs(np.asarray(tanh) - x * Phi).max() > 1e-4

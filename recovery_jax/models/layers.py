@@ -18,10 +18,15 @@ F32 = jnp.float32
 DEFAULT_INIT = nn.initializers.normal(0.02)  # overwritten by init_params(); only used by raw model.init
 
 
+_INV_SQRT2 = 0.7071067811865476
+
+
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:
     """HF activation name -> function. "gelu" is the exact erf GELU (jax defaults to tanh, a classic port bug)."""
     if name == "gelu":
-        return lambda x: jax.nn.gelu(x, approximate=False)
+        # x/2 * (1 + erf(x/sqrt 2)), torch's formula; jax.nn.gelu(approximate=False) goes through erfc, whose
+        # XLA:CPU expansion (exp + selects) is 1.7-2.5x slower. Both within 1.1e-6 of float64.
+        return lambda x: 0.5 * x * (1.0 + jax.lax.erf(x * _INV_SQRT2))
     if name in ("gelu_new", "gelu_pytorch_tanh"):
         return lambda x: jax.nn.gelu(x, approximate=True)
     if name == "relu":
