@@ -127,8 +127,10 @@ def causal_attention(
 
     block > 0: queries in blocks of `block` rows, each attending only to the keys up to its own last row, so
     the key blocks above the diagonal (all masked) are never computed: (n+1)/(2n) of the full matrix for n
-    blocks. Same result as block = 0 (masked entries are exactly 0 after the softmax either way); on CPU it
-    is 1.5-2x faster fwd+bwd already at L=128 with block 64 (smaller [*, 64, k] tiles stay in cache)."""
+    blocks. Same result as block = 0 (masked entries are exactly 0 after the softmax either way). On CPU,
+    fwd+bwd of the attention alone is 1.5-2x faster with block 64 from L=128 on; a whole C=512 training step
+    13 % faster, a C=128 one the same within noise (benchmarks/README.md, engine note 2). With dropout on the
+    probabilities (GPT-2 from_hf) each block draws its own mask: other random numbers than block = 0."""
     seq_len = q.shape[1]
     if block <= 0 or seq_len <= block:
         return _attend(q, k, v, scale, probs_dropout, 0)
