@@ -174,6 +174,18 @@ def protocol_flops(fm: dict, T: int, M: int, episodes: int, include_row0: bool =
 # --------------------------------------------------------------------------------------- matmul peak
 
 
+def call_times(fn, reps: int, warmup: int = 1) -> list[float]:
+    """Seconds of each of `reps` calls of fn() after `warmup` untimed ones; fn must block until its work is done."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def matmul_peak(dtype: str = "float32", sizes=(1024, 2048), repeats: int = 7) -> dict:
     """Best-of-`repeats` FLOP/s of a jitted square matmul, for each size; the peak is the best over sizes."""
     import jax
@@ -187,12 +199,7 @@ def matmul_peak(dtype: str = "float32", sizes=(1024, 2048), repeats: int = 7) ->
         a = jax.random.normal(key, (n, n), jnp.float32).astype(dt)
         b = jax.random.normal(jax.random.fold_in(key, 1), (n, n), jnp.float32).astype(dt)
         f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=dt)).lower(a, b).compile()
-        f(a, b).block_until_ready()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            f(a, b).block_until_ready()
-            times.append(time.perf_counter() - t0)
+        times = call_times(lambda: f(a, b).block_until_ready(), repeats)
         rate = 2 * n**3 / min(times)
         out["by_size"][str(n)] = {"best_s": min(times), "median_s": float(np.median(times)), "flops_per_s": rate}
         best = max(best, rate)

@@ -140,25 +140,17 @@ def utilisation(s: Setup, progs: dict, fm: dict, reps: int = 10, peak_dtypes=("f
             s.fresh_state(), tok, msk, s.eval_tok, s.eval_msk).compile()
 
     peaks_before = {dt: common.matmul_peak(dt, peak_sizes) for dt in peak_dtypes}
-    state = s.fresh_state()
     prog = scan if isolated_scan else episode
-    out = prog(state, tok, msk, s.eval_tok, s.eval_msk)  # warm-up
-    state = out[0]
-    jax.block_until_ready(out)
-    t_prog = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = prog(state, tok, msk, s.eval_tok, s.eval_msk)
-        state = out[0]
+    box = {"state": s.fresh_state()}
+
+    def run_prog():  # the program donates its state: carry the new one to the next call
+        out = prog(box["state"], tok, msk, s.eval_tok, s.eval_msk)
+        box["state"] = out[0]
         jax.block_until_ready(out[1:])
-        t_prog.append(time.perf_counter() - t0)
-    params = state["params"]
-    evaluate(params, s.eval_tok, s.eval_msk).block_until_ready()
-    t_eval = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        evaluate(params, s.eval_tok, s.eval_msk).block_until_ready()
-        t_eval.append(time.perf_counter() - t0)
+
+    t_prog = common.call_times(run_prog, reps)
+    params = box["state"]["params"]
+    t_eval = common.call_times(lambda: evaluate(params, s.eval_tok, s.eval_msk).block_until_ready(), reps)
     peaks_after = {dt: common.matmul_peak(dt, peak_sizes) for dt in peak_dtypes}
 
     eval_med = float(np.median(t_eval))

@@ -122,13 +122,7 @@ def time_matmuls(shapes, reps: int = 20) -> list[dict]:
         a = jnp.ones((bat, m, k), jnp.float32)
         b = jnp.ones((bat, k, n), jnp.float32)
         f = jax.jit(lambda x, y: jnp.einsum("bmk,bkn->bmn", x, y)).lower(a, b).compile()
-        f(a, b).block_until_ready()
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            f(a, b).block_until_ready()
-            ts.append(time.perf_counter() - t0)
-        best = min(ts)
+        best = min(common.call_times(lambda: f(a, b).block_until_ready(), reps))
         res.append({"pass": tag, "count": cnt, "batch": bat, "m": m, "k": k, "n": n, "best_s": best,
                     "gflops_per_s": 2 * bat * m * k * n / best / 1e9, "total_s": cnt * best})
     return res
@@ -149,13 +143,7 @@ def time_matmuls_torch(shapes, reps: int = 20) -> list[float] | None:
             a = torch.ones((bat, m, k), dtype=torch.float32)
             b = torch.ones((bat, k, n), dtype=torch.float32)
             f = (lambda x, y: torch.matmul(x[0], y[0])) if bat == 1 else torch.bmm
-            f(a, b)
-            ts = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                f(a, b)
-                ts.append(time.perf_counter() - t0)
-            out.append(min(ts))
+            out.append(min(common.call_times(lambda: f(a, b), reps)))
     return out
 
 
@@ -167,13 +155,7 @@ def bandwidth(n_floats: int, reps: int = 10) -> float:
     a = jnp.ones((n_floats,), jnp.float32)
     b = jnp.ones((n_floats,), jnp.float32)
     f = jax.jit(lambda x, y: x * 0.9 + y).lower(a, b).compile()
-    f(a, b).block_until_ready()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        f(a, b).block_until_ready()
-        ts.append(time.perf_counter() - t0)
-    return 3 * 4 * n_floats / min(ts) / 1e9
+    return 3 * 4 * n_floats / min(common.call_times(lambda: f(a, b).block_until_ready(), reps)) / 1e9
 
 
 def profile(cfg, trace_dir: str, top: int = 30, reps: int = 5, log=print) -> dict:
@@ -204,14 +186,7 @@ def profile(cfg, trace_dir: str, top: int = 30, reps: int = 5, log=print) -> dic
 
     run_scan()
     run_eval()
-    walls = {}
-    for name, fn in (("scan", run_scan), ("eval", run_eval)):
-        ts = []
-        for _ in range(reps):
-            t1 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t1)
-        walls[name] = min(ts)
+    walls = {name: min(common.call_times(fn, reps, warmup=0)) for name, fn in (("scan", run_scan), ("eval", run_eval))}
     ops_scan = trace_ops(run_scan, reps, os.path.join(trace_dir, "scan"))
     ops_eval = trace_ops(run_eval, reps, os.path.join(trace_dir, "eval"))
     kinds_scan, kinds_eval = hlo_kinds(scan.as_text()), hlo_kinds(evaluate.as_text())

@@ -61,12 +61,8 @@ def measure_point(cfg, workdir: str, episodes: int, torch_episodes: int, torch_t
     ep = out["episode_s"][1:] if len(out["episode_s"]) > 1 else out["episode_s"]  # first call: warm-up
     # minima, not medians: on a shared CPU the least contended sample is the best estimate of the cost
     params = s.fresh_state()["params"]
-    progs["evaluate"](params, s.eval_tok, s.eval_msk).block_until_ready()
-    t_eval = []
-    for _ in range(max(3, episodes)):
-        t0 = time.perf_counter()
-        progs["evaluate"](params, s.eval_tok, s.eval_msk).block_until_ready()
-        t_eval.append(time.perf_counter() - t0)
+    t_eval = common.call_times(lambda: progs["evaluate"](params, s.eval_tok, s.eval_msk).block_until_ready(),
+                               max(3, episodes))
     fm = common.flop_model(b.meta["arch"], b.meta["hf_config"], s.C)
     ours_ep = float(np.min(ep))
     ours_eval = float(np.min(t_eval))
