@@ -118,6 +118,19 @@ def run_protocol(s: Setup, progs: dict, n_episodes: int | None = None, log=None)
             "episode_s": ep_times}
 
 
+def compile_train_scan(s: Setup):
+    """The episode program with its evaluation output dropped (XLA then removes the evaluation): M scanned
+    updates on document 1's arrays, state donated; returns (state, train_losses_M)."""
+    import jax
+
+    def train_only(state, tok, msk, et, em):
+        out = s.engine._episode(state, tok, msk, et, em)
+        return out[0], out[1]
+
+    return jax.jit(train_only, donate_argnums=(0,)).lower(
+        s.fresh_state(), *s.doc(1), s.eval_tok, s.eval_msk).compile()
+
+
 def utilisation(s: Setup, progs: dict, fm: dict, reps: int = 10, peak_dtypes=("float32",),
                 peak_sizes=(1024, 2048), isolated_scan: bool = True) -> dict:
     """Achieved FLOP/s of the training scan and of the evaluation vs a matmul peak measured around them.
@@ -127,17 +140,9 @@ def utilisation(s: Setup, progs: dict, fm: dict, reps: int = 10, peak_dtypes=("f
     minus median evaluation time (no extra compile; noisier)."""
     import jax
 
-    eng = s.engine
     evaluate, episode = progs["evaluate"], progs["episode"]
     tok, msk = s.doc(1)
-    scan = None
-    if isolated_scan:
-        def train_only(state, tok, msk, et, em):
-            out = eng._episode(state, tok, msk, et, em)
-            return out[0], out[1]
-
-        scan = jax.jit(train_only, donate_argnums=(0,)).lower(
-            s.fresh_state(), tok, msk, s.eval_tok, s.eval_msk).compile()
+    scan = compile_train_scan(s) if isolated_scan else None
 
     peaks_before = {dt: common.matmul_peak(dt, peak_sizes) for dt in peak_dtypes}
     prog = scan if isolated_scan else episode

@@ -164,16 +164,10 @@ def profile(cfg, trace_dir: str, top: int = 30, reps: int = 5, log=print) -> dic
 
     b = common.write_bundle(cfg, os.path.join(trace_dir, "bundle"))
     s = jax_side.Setup(b)
-    eng = s.engine
     tok, msk = s.doc(1)
-
-    def train_only(state, tok, msk, et, em):
-        out = eng._episode(state, tok, msk, et, em)
-        return out[0], out[1]
-
     t0 = time.perf_counter()
-    scan = jax.jit(train_only, donate_argnums=(0,)).lower(s.fresh_state(), tok, msk, s.eval_tok, s.eval_msk).compile()
-    evaluate = eng.evaluate.lower(s.fresh_state()["params"], s.eval_tok, s.eval_msk).compile()
+    scan = jax_side.compile_train_scan(s)
+    evaluate = s.engine.evaluate.lower(s.fresh_state()["params"], s.eval_tok, s.eval_msk).compile()
     log(f"compiled in {time.perf_counter() - t0:.1f}s")
     box = {"state": s.fresh_state()}
 
