@@ -55,6 +55,7 @@ from typing import Any, Callable, Sequence
 from recovery_jax import cli
 from recovery_jax import config as config_lib
 from recovery_jax.config import ConfigError
+from recovery_jax.rundir import write_json_atomic
 
 SPEC_KEYS = ("grid", "zip", "variants", "seeds")
 SWEEP_FILE = "sweep_run.json"  # per run: name, overrides, CPU and wall seconds of the sweep's call
@@ -464,7 +465,6 @@ def copy_run(src: str, dst: str, config: dict | None = None) -> None:
     """Copy a finished run's result files (not its checkpoints or lock) into dst. With `config`, dst's
     config.json is that dict (the same config in today's schema, see normalized_config) instead of a copy."""
     import shutil
-    from recovery_jax.rundir import write_json_atomic
     os.makedirs(dst, exist_ok=True)
     names = [n for n in os.listdir(src) if os.path.isfile(os.path.join(src, n))
              and n not in ("run.lock", SWEEP_FILE) and not n.startswith(".")]
@@ -512,7 +512,6 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
         src = reusable.get(_config_key(config_lib.to_dict(r.cfg))) if status == "new" else None
         if src and os.path.abspath(src) != os.path.abspath(run_dir):
             copy_run(src, run_dir, config_lib.to_dict(r.cfg))
-            from recovery_jax.rundir import write_json_atomic
             write_json_atomic(os.path.join(run_dir, SWEEP_FILE),
                               {"name": r.name, "overrides": r.point.overrides, "seed": r.seed, "cpu_s": 0.0,
                                "wall_s": 0.0, "status": "reused", "reused_from": src})
@@ -522,12 +521,12 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
             records.append(rec)
             continue
         if status == "partial":
-            # same config (run_status said so), maybe written before the schema gained a key: store it in
-            # today's schema, or the run directory's strict check would refuse to resume it
+            # same config (run_status said so), maybe written by an older schema: store it in today's schema,
+            # or the run directory's check would refuse to resume it (it fills missing keys, but not retired
+            # keys or numbers typed differently)
             stored = _read_json(os.path.join(run_dir, "config.json"))
             want = config_lib.to_dict(r.cfg)
             if {k: v for k, v in stored.items() if k != "progress"} != {k: v for k, v in want.items() if k != "progress"}:
-                from recovery_jax.rundir import write_json_atomic
                 write_json_atomic(os.path.join(run_dir, "config.json"), dict(want, progress=stored.get("progress", False)))
         cpu0, t0 = _cpu_seconds(), time.time()
         try:
@@ -541,7 +540,6 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
         rec.update(status="resumed" if status == "partial" else "ran", summary=summary,
                    cpu_s=_cpu_seconds() - cpu0, wall_s=time.time() - t0)
         try:
-            from recovery_jax.rundir import write_json_atomic
             write_json_atomic(os.path.join(run_dir, SWEEP_FILE),
                               {"name": r.name, "overrides": r.point.overrides, "seed": r.seed,
                                "cpu_s": rec["cpu_s"], "wall_s": rec["wall_s"], "status": rec["status"]})
@@ -630,7 +628,6 @@ def main(argv: list[str]) -> int:
     command = " ".join(["python -m recovery_jax.sweep"] + list(argv))
     summary = summarize_sweep(records, runs, config_path=args.config, workdir=args.workdir, seeds=seeds_used,
                               command=command)
-    from recovery_jax.rundir import write_json_atomic
     write_json_atomic(os.path.join(args.workdir, "sweep_summary.json"), summary)
     md = summary_markdown(summary)
     with open(os.path.join(args.workdir, "sweep_summary.md"), "w") as f:
