@@ -302,23 +302,25 @@ def _run(cfg, workdir: str, *, resume: bool, overwrite: bool, log) -> dict:
                 if not os.path.exists(snap):
                     raise RunError(f"cannot resume the probes: {snap} is missing; rerun with --overwrite")
                 probes.restore(dict(np.load(snap)), start_k)
-        log(f"model {arch} {n_params / 1e6:.2f}M params | T={T} C={cfg.C} M={cfg.M} E={cfg.E} "
-            f"| {K} episodes | optimizer {cfg.optim.name} lr {cfg.optim.lr:g}"
-            + (f" | restricted softmax: {rd.vocab_size} tokens (data.restrict_vocab)" if cfg.data.restrict_vocab else "")
-            + f" | evaluation in chunks of {engine.spec.eval_batch} documents"
-            + f" | compiled in {compile_s:.1f}s")
-
         def save_checkpoint(k):
             if probes is not None:  # first, so a checkpoint never exists without its probe data
                 rundir.write_npz("probes_partial.npz", **probes.snapshot())
             ckpt.save(k, state, eval_losses, train_losses, step_eval)
 
-        progress = _progress(K, start_k, cfg.progress, log)
+        # Installed before the line that says training starts: a Ctrl-C from then on stops cleanly after the
+        # next episode (checkpoint + partial results), never with nothing saved.
         stopper = _Interrupt()
-        t_train = time.time()
-        rs_reported = set()
-        k = start_k
+        progress = None
         try:
+            log(f"model {arch} {n_params / 1e6:.2f}M params | T={T} C={cfg.C} M={cfg.M} E={cfg.E} "
+                f"| {K} episodes | optimizer {cfg.optim.name} lr {cfg.optim.lr:g}"
+                + (f" | restricted softmax: {rd.vocab_size} tokens (data.restrict_vocab)" if cfg.data.restrict_vocab else "")
+                + f" | evaluation in chunks of {engine.spec.eval_batch} documents"
+                + f" | compiled in {compile_s:.1f}s")
+            progress = _progress(K, start_k, cfg.progress, log)
+            t_train = time.time()
+            rs_reported = set()
+            k = start_k
             for k in range(start_k + 1, K + 1):
                 tok, msk = doc_arrays(k)
                 out = episode(state, tok, msk, eval_tok, eval_msk)
@@ -354,7 +356,8 @@ def _run(cfg, workdir: str, *, resume: bool, overwrite: bool, log) -> dict:
                     _save_partial(rundir, eval_losses, train_losses, step_eval, order, k)
                     raise KeyboardInterrupt
         finally:
-            progress.close()
+            if progress is not None:
+                progress.close()
             stopper.restore()
         train_s = time.time() - t_train
         done = K - start_k
