@@ -294,23 +294,8 @@ def torch_supported(cfg) -> str | None:
 
 
 def write_json(path: str, obj: Any) -> None:
-    """Atomic write (temp file + rename) of a regular file; refuses to replace anything else."""
-    if os.path.lexists(path) and not os.path.isfile(path):
-        raise ValueError(f"{path} exists and is not a regular file; not replacing it")
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    """A benchmark report, written like every run file (recovery_jax.results.write_json_atomic: temp file +
+    rename, numpy values converted, NaN as null, refuses to replace anything but a regular file)."""
+    from recovery_jax.results import write_json_atomic
 
-
-def _json_default(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serializable: {type(x)}")
+    write_json_atomic(path, obj, indent=1)

@@ -66,6 +66,9 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        # os.replace would swap a directory entry like /dev/null for a regular file
+        raise ValueError(f"{path} exists and is not a regular file; not replacing it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:

@@ -77,6 +77,14 @@ def test_atomic_writers_replace_and_json_nan(tmp_path):
     assert json.loads(p.read_text()) == {"a": 1.5, "b": None, "c": [0, 1, 2]}
     write_json_atomic(p, {"a": 2})
     assert json.loads(p.read_text()) == {"a": 2}
+    # anything but a regular file is left alone (an atomic replace would swap e.g. /dev/null for a file)
+    (tmp_path / "dir.json").mkdir()
+    os.mkfifo(tmp_path / "fifo.npz")
+    with pytest.raises(ValueError, match="is not a regular file; not replacing it"):
+        write_json_atomic(tmp_path / "dir.json", {"a": 1})
+    with pytest.raises(ValueError, match="is not a regular file"):
+        write_npz_atomic(tmp_path / "fifo.npz", a=np.arange(2))
+    assert (tmp_path / "dir.json").is_dir() and not (tmp_path / "fifo.npz").is_file()
     q = tmp_path / "y.npz"
     write_npz_atomic(q, a=np.arange(4))
     with np.load(q) as z:
