@@ -7,7 +7,6 @@ cannot honour, with a message that names the key, the bad value and what would b
 
 from __future__ import annotations
 
-import ast
 import copy
 import importlib.util
 import json
@@ -128,22 +127,31 @@ def base_config() -> ml_collections.ConfigDict:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_config_file(path: str) -> ml_collections.ConfigDict:
+def load_file(path: str) -> tuple[ml_collections.ConfigDict, Any]:
+    """The one config-file loader: (get_config(), get_sweep() or None). Every problem is a ConfigError."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
-    spec = importlib.util.spec_from_file_location(f"_rj_config_{abs(hash(path))}", path)
+    spec = importlib.util.spec_from_file_location(f"_rj_config_{abs(hash(os.path.abspath(path)))}", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
         if not hasattr(module, "get_config"):
             raise ConfigError(f"config file {path!r} has no get_config() function")
         cfg = module.get_config()
+        sweep = module.get_sweep() if hasattr(module, "get_sweep") else None
     except ConfigError:
         raise
     except Exception as e:  # a broken config file is a config error, not a crash
         raise ConfigError(f"config file {path!r} failed to load: {type(e).__name__}: {e}") from e
+    if not isinstance(cfg, ml_collections.ConfigDict):
+        raise ConfigError(f"get_config() in {path!r} returned a {type(cfg).__name__}; it must return an "
+                          f"ml_collections.ConfigDict (start from recovery_jax.config.base_config())")
     check_keys(cfg)
-    return cfg
+    return cfg, sweep
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    return load_file(path)[0]
 
 
 def check_keys(cfg: ml_collections.ConfigDict) -> None:
@@ -155,6 +163,7 @@ def check_keys(cfg: ml_collections.ConfigDict) -> None:
 
 
 def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config (ConfigDict or dict) -> {"a.b": value}."""
     out = {}
     items = cfg.items() if hasattr(cfg, "items") else []
     for k, v in items:
@@ -166,36 +175,31 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _parse_value(text: str, current: Any, key: str) -> Any:
+_EXPECTED = {bool: "a boolean (true/false)", int: "an integer", float: "a number"}
+
+
+def _normalise(text: str, current: Any) -> str:
+    """Spellings our command lines have always accepted and absl's parsers do not: an integral float for an
+    integer key (T=1e2), yes/no for a boolean."""
     if isinstance(current, bool):
-        low = text.strip().lower()
-        if low in ("true", "1", "yes"):
-            return True
-        if low in ("false", "0", "no"):
-            return False
-        raise ConfigError(f"--config.{key}={text!r}: expected a boolean (true/false)")
+        return {"yes": "true", "no": "false"}.get(text.strip().lower(), text)
     if isinstance(current, int):
         try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = None
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"--config.{key}={text!r}: expected an integer")
-        return value
-    if isinstance(current, float):
-        try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise ConfigError(f"--config.{key}={text!r}: expected a number") from None
+            return text
+        return str(int(value)) if value.is_integer() else text
     return text
 
 
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
-    """Apply `key=value` strings (the part after `--config.`), typed by the current value."""
-    cfg = copy.deepcopy(cfg)
+    """Apply `KEY=VALUE` strings (the part after `--config.`), parsed and typed by ml_collections'
+    config_flags against the current values (the ecosystem's override syntax)."""
+    from absl import flags
+    from ml_collections import config_flags
+
     flat = flatten(cfg)
+    argv = ["recovery_jax"]
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like --config.KEY=VALUE")
@@ -204,14 +208,19 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Sequence[str]) ->
             close = [k for k in flat if k.split(".")[-1] == key.split(".")[-1]]
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"unknown config key {key!r}{hint}; see recovery_jax/config.py for all keys")
-        value = _parse_value(text, flat[key], key)
-        node = cfg
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node[p]
-        node[parts[-1]] = value
-        flat[key] = value
-    return cfg
+        argv.append(f"--config.{key}={_normalise(text, flat[key])}")
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_dict("config", copy.deepcopy(cfg), flag_values=values, lock_config=False,
+                                    sys_argv=argv)
+    try:
+        values(argv)
+    except flags.Error as e:
+        key = next((o.split("=", 1)[0] for o in overrides if f"--config.{o.split('=', 1)[0]}=" in str(e)), None)
+        if key is None:
+            raise ConfigError(str(e).splitlines()[0]) from None
+        text = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key][-1]
+        raise ConfigError(f"--config.{key}={text!r}: expected {_EXPECTED.get(type(flat[key]), 'a string')}") from None
+    return values.config
 
 
 def to_dict(cfg: ml_collections.ConfigDict) -> dict:
@@ -248,8 +257,22 @@ def with_defaults(d: dict) -> dict:
 
 
 def from_dict(d: dict) -> ml_collections.ConfigDict:
+    """A config.json dict back into a ConfigDict (values are already typed)."""
     cfg = base_config()
-    return apply_overrides(cfg, [f"{k}={v}" for k, v in flatten(d).items()]) if d else cfg
+    valid = flatten(cfg)
+    for key, value in flatten(d).items():
+        if key not in valid:
+            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(valid))}")
+        *parents, leaf = key.split(".")
+        node = cfg
+        for part in parents:
+            node = node[part]
+        try:
+            node[leaf] = float(value) if isinstance(valid[key], float) and isinstance(value, int) else value
+        except TypeError:
+            raise ConfigError(f"{key}={value!r} has type {type(value).__name__}; expected "
+                              f"{type(valid[key]).__name__}") from None
+    return cfg
 
 
 # ----------------------------------------------------------------------------- validation
@@ -360,7 +383,27 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _range(cfg, "probes.sketch_dim", 0)
     _choice(cfg, "checkpoint.every", CHECKPOINT_EVERY)
     _range(cfg, "checkpoint.keep", 1)
+    if cfg.order.kind == "filler" and cfg.data.restrict_vocab:
+        raise ConfigError("data.restrict_vocab cannot be combined with order.kind='filler' (filler documents bring "
+                          "tokens outside the T documents); set data.restrict_vocab=false")
+    if cfg.order.kind == "filler" and "pairwise" in probe_names(cfg):
+        raise ConfigError("the pairwise probe needs the T documents only; not with order.kind='filler'")
+    if cfg.model.init != "pretrained":
+        _check_model_shape(cfg)
     return cfg
+
+
+def _check_model_shape(cfg) -> None:
+    """The from-scratch model the config describes: preset vs arch, heads vs width, C vs positions."""
+    from recovery_jax import models  # jax/flax: imported only when a config is validated
+
+    try:
+        mcfg = models.model_config(cfg.model, None)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if cfg.C > mcfg.max_positions:
+        raise ConfigError(f"C={cfg.C} is larger than the model's maximum positions ({mcfg.max_positions}); "
+                          f"lower C or raise model.max_positions")
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -371,10 +414,10 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         if arg.startswith("--config."):
             body = arg[len("--config."):]
             if "=" not in body:
-                try:
-                    body = f"{body}={next(it)}"
-                except StopIteration:
-                    raise ConfigError(f"{arg} needs a value") from None
+                value = next(it, None)
+                if value is None or value.startswith("--"):
+                    raise ConfigError(f"{arg} needs a value: --config.{body}=VALUE")
+                body = f"{body}={value}"
             overrides.append(body)
         else:
             rest.append(arg)
@@ -382,9 +425,8 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def load(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    cfg = load_config_file(path)
-    cfg = apply_overrides(cfg, overrides)
-    return validate(cfg)
+    """A config file with command-line overrides, validated: the config gate of every entry point."""
+    return validate(apply_overrides(load_config_file(path), overrides))
 
 
 def derive(here: str, name: str) -> ml_collections.ConfigDict:

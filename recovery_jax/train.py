@@ -14,9 +14,9 @@ from recovery_jax import config as config_lib
 
 
 def parse(argv: list[str]):
-    overrides, rest = config_lib.split_argv(argv)
-    p = argparse.ArgumentParser(prog="python -m recovery_jax.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    overrides, rest = cli.split_argv(argv)
+    p = cli.ArgumentParser(prog="python -m recovery_jax.train", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="a config file with get_config() (see configs/)")
     p.add_argument("--workdir", required=True, help="run directory for results and checkpoints")
     p.add_argument("--resume", action="store_true", help="continue the run in --workdir from its last checkpoint")
@@ -30,9 +30,12 @@ def parse(argv: list[str]):
 
 
 def main(argv: list[str]) -> int:
-    args, cfg = parse(argv)
-    from recovery_jax import runner  # heavy imports after the arguments are known to be good
-    runner.run(cfg, args.workdir, resume=args.resume, overwrite=args.overwrite)
+    from recovery_jax.interrupts import StopSignals
+
+    with StopSignals():  # before any JAX work: a stop signal is a flag the run reads at safe points
+        args, cfg = parse(argv)
+        from recovery_jax import runner  # heavy imports after the arguments are known to be good
+        runner.run(cfg, args.workdir, resume=args.resume, overwrite=args.overwrite)
     print(f"results in {args.workdir}: summary.json, losses.npz (report: python -m recovery_jax.report {args.workdir})")
     return 0
 
