@@ -14,7 +14,7 @@ from recovery_jax import config as config_lib
 
 
 def parse(argv: list[str]):
-    overrides, rest = cli.split_argv(argv)
+    overrides, rest = config_lib.split_argv(argv)
     p = cli.ArgumentParser(prog="python -m recovery_jax.train", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="a config file with get_config() (see configs/)")
