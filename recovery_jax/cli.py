@@ -17,11 +17,16 @@ import os
 import sys
 from typing import Callable
 
+from recovery_jax.interrupts import Interrupted  # re-exported: the stop the guard reports with its message
+
+__all__ = ["ArgumentParser", "Interrupted", "UsageError", "guarded", "check_out_dir", "positive_int", "nonneg_int",
+           "positive_float", "int_list", "user_error_line"]
+
 # Optional dependencies -> the extra of pyproject.toml that installs them.
 OPTIONAL_PACKAGES = {"tensorflow_datasets": "tfds", "tensorflow": "tfds", "torch": "test"}
 
 # OSError numbers a user can act on (free space, pick another folder, fix permissions).
-_OS_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR,
+_OS_USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR,
                    errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG}
 
 
@@ -29,18 +34,14 @@ class UsageError(ValueError):
     """A bad command-line argument: printed as one `error:` line, exit 2."""
 
 
-class Interrupted(KeyboardInterrupt):
-    """A stop on a signal; `message` says what is on disk, `code` is the exit status (130 SIGINT, 143 SIGTERM)."""
-
-    def __init__(self, message: str, code: int = 130):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose mistakes are user errors for `guarded` (one line, exit 2) instead of usage + error
-    printed by argparse itself; --help still prints the help and exits 0."""
+    printed by argparse itself; --help still prints the help and exits 0. Descriptions are printed as
+    written (our module docstrings are laid out by hand)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -144,6 +145,7 @@ def os_error_line(e: OSError) -> str | None:
         return None
     name = e.filename if e.filename is not None else "a file"
     return {
+        errno.ENOENT: f"no such file or directory: {name}",
         errno.EACCES: f"permission denied: {name}; choose a path you can write to or fix its permissions",
         errno.EPERM: f"operation not permitted on {name}; choose a path you can write to",
         errno.EROFS: f"{name} is on a read-only file system; choose a writable folder",
@@ -168,7 +170,7 @@ def user_error_line(e: BaseException) -> str | None:
     if isinstance(e, json.JSONDecodeError):
         where = _open_file_in_traceback(e) or "a JSON document"
         return f"{where} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
-    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+    if isinstance(e, OSError):
         line = os_error_line(e)
         if line is not None:
             return line
@@ -191,12 +193,12 @@ def guarded(main: Callable[[list[str]], int], argv: list[str] | None = None) -> 
         except OSError:
             pass
         return 0
-    except KeyboardInterrupt as e:
-        # Interrupted (also the runner's own class of that shape) says what is on disk; a bare Ctrl-C
-        # (report, toy, a sweep between runs) knows nothing more
-        message = getattr(e, "message", None)
-        print(f"interrupted: {message}" if message else "interrupted", file=sys.stderr)
-        return int(getattr(e, "code", 130))
+    except Interrupted as e:  # the runner's stop: its message says what is on disk
+        print(f"interrupted: {e.message}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:  # a bare Ctrl-C (report, toy, a sweep between runs) knows nothing more
+        print("interrupted", file=sys.stderr)
+        return 130
     except Exception as e:
         line = user_error_line(e)
         if line is None or os.environ.get("RECOVERY_JAX_DEBUG"):
