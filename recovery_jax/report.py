@@ -5,71 +5,60 @@
 For every run: the document-1 curve (Fig 1a), the shift-averaged curve (Fig 1b), the loss heat map, RS per
 cycle, the online loss (Fig 1c) and, when ``probes.npz`` exists, the pairwise / gradient / weight-residual /
 activation heat maps (Fig 8), the PCA trajectory (Fig 9) and the update magnitudes (Fig 22).  For several runs
-the configs are compared (flattened dotted keys, workdir-like keys ignored): runs that differ only in seed
-keys form a group (mean ± std), groups are overlaid, and RS is plotted against each config key that varies.
+the configs are compared on the keys of the config schema (``config.base_config()``, or the toy model's):
+keys the schema does not know (a workdir, notes, retired keys) and ``config.PERFORMANCE_KEYS`` are ignored;
+runs that differ only in the seed form a group (mean ± std, :mod:`recovery_jax.stats`), groups are
+overlaid, and RS is plotted against each config key that varies.
 All numbers are recomputed from ``losses.npz`` with :mod:`recovery_jax.metrics` (PAPER.md §2).
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import functools
 import json
-import math
 import re
 import sys
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from recovery_jax import metrics
-from recovery_jax.results import Run, RunDirError, load_run
+from recovery_jax import cli, metrics, stats
+from recovery_jax import config as config_lib
+from recovery_jax.results import Run, load_run
 
-__all__ = ["flatten_config", "varying_keys", "is_ignored_key", "is_seed_key", "group_runs", "build_report", "main"]
+__all__ = ["varying_keys", "is_ignored_key", "is_seed_key", "group_runs", "build_report", "main"]
 
-# Last components of flattened config keys that name places or bookkeeping, not experimental conditions.
-_IGNORED_NAMES = {
-    "out", "output", "outdir", "workdir", "run_dir", "rundir", "run_name", "name_suffix", "tag", "tags",
-    "timestamp", "time", "date", "host", "hostname", "notes", "note", "comment", "git_commit", "git_sha",
-    "commit", "run_id", "uuid", "started", "finished", "created", "version", "cache", "log_every",
-    "progress", "verbose", "print_every",
-}
-_IGNORED_RE = re.compile(r"(^|_)(dir|path|paths|root|file|filename)$")
+# Always shown in a run's config line, default or not: the protocol (T documents, C tokens, M steps, E epochs).
+_PROTOCOL_KEYS = ("seed", "T", "C", "M", "E")
+
+
+@functools.lru_cache(maxsize=1)
+def schema_defaults() -> dict[str, Any]:
+    """{flattened key: default} of every key a run config may hold: the training schema and the toy model's."""
+    from recovery_jax import toy
+    keys = config_lib.flatten(toy.config_record(toy.ToyConfig()))
+    keys.update(config_lib.flatten(config_lib.base_config()))  # shared keys (seed, T, M, E): training defaults
+    return keys
 
 
 def is_ignored_key(key: str) -> bool:
-    """True for workdir-like keys (``workdir``, ``out_dir``, ``*.cache_dir``, ``*_path``, timestamps…)."""
-    last = key.split(".")[-1].lower()
-    return last in _IGNORED_NAMES or bool(_IGNORED_RE.search(last))
+    """True for keys that do not define what a run computes: keys the schema does not know (a workdir,
+    notes, keys retired since the run was written) and config.PERFORMANCE_KEYS."""
+    return key not in schema_defaults() or key in config_lib.PERFORMANCE_KEYS
 
 
 def is_seed_key(key: str) -> bool:
-    """True for keys whose last component names a seed (``seed``, ``data.seed``, ``order.shuffle_seed``)."""
-    return "seed" in key.split(".")[-1].lower()
-
-
-def flatten_config(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dict → {dotted key: leaf value}; lists are kept as leaves."""
-    out: dict[str, Any] = {}
-    if isinstance(cfg, dict):
-        for k, v in cfg.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if isinstance(v, dict) and v:
-                out.update(flatten_config(v, key))
-            else:
-                out[key] = v
-    else:
-        out[prefix or "value"] = cfg
-    return out
+    """True for the schema's seed keys (``seed``; ``toy.seed`` of toy-model runs)."""
+    return key in schema_defaults() and key.split(".")[-1] == "seed"
 
 
 def _with_config_defaults(run: Run) -> Run:
     """Fill keys a run's config.json lacks (written by an older version) with today's defaults, so that
     a key added since does not show up as a difference between runs. Toy-model runs are left alone."""
     if isinstance(run.config, dict) and "optim" in run.config and "model" in run.config:
-        from recovery_jax.config import with_defaults
-        run.config = with_defaults(run.config)
+        run.config = config_lib.with_defaults(run.config)
     return run
 
 
@@ -78,57 +67,29 @@ def _hashable(v: Any) -> str:
 
 
 def varying_keys(configs: Sequence[dict]) -> list[str]:
-    """Flattened keys whose values differ between configs (a key missing in some config counts as differing),
-    excluding workdir-like keys; in first-appearance order."""
-    flats = [flatten_config(c) for c in configs]
-    keys: list[str] = []
-    for f in flats:
-        for k in f:
-            if k not in keys:
-                keys.append(k)
-    out = []
-    for k in keys:
-        if is_ignored_key(k):
-            continue
-        vals = {_hashable(f.get(k, "<missing>")) for f in flats}
-        if len(vals) > 1:
-            out.append(k)
-    return out
+    """Flattened schema keys whose values differ between configs (a key missing in some config counts as
+    differing), in first-appearance order; ignored keys (is_ignored_key) left out."""
+    flats = [config_lib.flatten(c) for c in configs]
+    keys = list(dict.fromkeys(k for f in flats for k in f if not is_ignored_key(k)))
+    return [k for k in keys if len({_hashable(f.get(k, "<missing>")) for f in flats}) > 1]
 
 
-def group_runs(runs: Sequence[Run]) -> tuple[list[str], "OrderedDict[tuple, list[int]]"]:
+def group_runs(runs: Sequence[Run]) -> tuple[list[str], dict[tuple, list[int]]]:
     """Group runs that differ only in seed keys. Returns (non-seed varying keys, {group key: run indices})
     where the group key is the tuple of (key, value-json) for the non-seed varying keys."""
     keys = [k for k in varying_keys([r.config for r in runs]) if not is_seed_key(k)]
-    flats = [flatten_config(r.config) for r in runs]
-    groups: "OrderedDict[tuple, list[int]]" = OrderedDict()
-    for i, f in enumerate(flats):
-        gk = tuple((k, _hashable(f.get(k))) for k in keys)
-        groups.setdefault(gk, []).append(i)
-    return keys, groups
+    flats = [config_lib.flatten(r.config) for r in runs]
+    return keys, stats.group_indices([tuple((k, _hashable(f.get(k))) for k in keys) for f in flats])
 
 
 def _group_label(gk: tuple, maxlen: int = 60) -> str:
     if not gk:
         return "all runs"
-    s = ", ".join(f"{k}={json.loads(v)}" for k, v in gk)
+    return _truncate(", ".join(f"{k}={json.loads(v)}" for k, v in gk), maxlen)
+
+
+def _truncate(s: str, maxlen: int = 60) -> str:
     return s if len(s) <= maxlen else s[: maxlen - 1] + "…"
-
-
-def _group_label_trunc(s: str, maxlen: int = 60) -> str:
-    return s if len(s) <= maxlen else s[: maxlen - 1] + "…"
-
-
-def _fmt(v: Any, nd: int = 4) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "no"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return "—" if not math.isfinite(float(v)) else f"{float(v):.{nd}f}"
-    return str(v)
 
 
 def _fmt_cfg(v: Any) -> str:
@@ -139,24 +100,22 @@ def _fmt_cfg(v: Any) -> str:
     return str(v)
 
 
-def _pm(vals: Sequence[float | None], nd: int = 3) -> str:
-    arr = np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
-    arr = arr[np.isfinite(arr)]
-    if arr.size == 0:
-        return "—"
-    if arr.size == 1:
-        return f"{arr[0]:.{nd}f}"
-    return f"{arr.mean():.{nd}f} ± {arr.std():.{nd}f}"
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "run"
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
-    return lines
+    return lines + [""]
+
+
+def _figure_md(caption: str, fn: str) -> list[str]:
+    return [f"**{caption}**", "", f"![{caption}]({fn})", ""]
+
+
+def _nan_for_none(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _run_summary(run: Run, doc: int) -> dict:
@@ -185,7 +144,7 @@ def _run_figures(run: Run, label: str, summ: dict, out: Path, doc: int) -> list[
          "loss_heatmap", "Loss of every document after every episode")
     rs = summ["recovery_scores"]
     if rs:
-        save(P.plot_recovery_scores({label: np.array([np.nan if v is None else v for v in rs])},
+        save(P.plot_recovery_scores({label: _nan_for_none(rs)},
                                     title=f"{label}: recovery score per cycle"),
              "rs", "Recovery score per cycle (§2.4)")
     if run.train_losses.size:
@@ -224,6 +183,249 @@ def _run_figures(run: Run, label: str, summ: dict, out: Path, doc: int) -> list[
     return figs
 
 
+@dataclasses.dataclass
+class _Group:
+    """Runs of one condition (one per seed): its key, labels and seed statistics."""
+
+    key: tuple  # ((config key, value-json), ...) of the non-seed varying keys
+    idx: list[int]  # run indices
+    label: str  # short, for plots (numbered "G3: ..." when short labels collide)
+    full_label: str  # for tables
+    stats: dict  # stats.seed_stats of the runs' summaries
+
+
+@dataclasses.dataclass
+class _Report:
+    """What every section reads: the runs, their labels and recomputed summaries, the groups."""
+
+    runs: list[Run]
+    labels: list[str]
+    summaries: list[dict]
+    doc: int
+    out: Path
+    gkeys: list[str]  # non-seed config keys that vary between runs
+    groups: list[_Group]
+
+    @property
+    def n_cycles(self) -> int:
+        return max((len(s["recovery_scores"]) for s in self.summaries), default=0)
+
+    def save(self, fig, fn: str, caption: str) -> list[str]:
+        from recovery_jax import plots as P
+        P.save_figure(fig, self.out / fn)
+        return _figure_md(caption, fn)
+
+    @property
+    def comparison_name(self) -> str:
+        parents = {r.path.parent for r in self.runs}
+        if len(self.labels) <= 3:
+            return ", ".join(self.labels)
+        if len(parents) == 1:
+            return f"{next(iter(parents)).name}/ ({len(self.labels)} runs)"
+        return f"{len(self.labels)} runs"
+
+
+def _run_labels(runs: Sequence[Run]) -> list[str]:
+    """Unique labels: the run folder's name, prefixed by its parent's where names repeat."""
+    labels: list[str] = []
+    for r in runs:
+        lab = r.name
+        if lab in labels:
+            lab = f"{r.path.parent.name}_{r.name}"
+        while lab in labels:
+            lab += "_"
+        labels.append(lab)
+    return labels
+
+
+def _groups(runs: Sequence[Run], summaries: Sequence[dict]) -> tuple[list[str], list[_Group]]:
+    gkeys, groups = group_runs(runs)
+    short = [_group_label(gk) for gk in groups]
+    numbered = len(set(short)) < len(short)  # truncated labels collide: number the groups
+    out = []
+    for i, (gk, idx) in enumerate(groups.items()):
+        label, full = short[i], _group_label(gk, maxlen=10**6)
+        if numbered:
+            label, full = f"G{i + 1}: {_group_label(gk, maxlen=56)}", f"G{i + 1}: {full}"
+        out.append(_Group(gk, idx, label, full, stats.seed_stats([summaries[j] for j in idx])))
+    return gkeys, out
+
+
+def load_runs(run_dirs: Sequence[str | Path], doc: int = 0) -> list[Run]:
+    """Read the run directories and check the focal document exists in every run (before writing anything)."""
+    if not run_dirs:
+        raise cli.UsageError("no run directories given")
+    runs = [_with_config_defaults(load_run(d)) for d in run_dirs]
+    if isinstance(doc, bool) or not isinstance(doc, (int, np.integer)):
+        raise cli.UsageError(f"--doc {doc!r} must be an integer document index")
+    smallest = min(runs, key=lambda r: r.T)
+    if not 0 <= doc < smallest.T:
+        raise cli.UsageError(f"--doc {doc} is out of range for {smallest.path} (T={smallest.T} documents): "
+                             f"give 0 <= --doc <= {smallest.T - 1}")
+    return runs
+
+
+# ----------------------------------------------------------------------------- the sections
+
+
+def _section_intro(rep: _Report, title: str | None) -> list[str]:
+    return [
+        f"# {title or 'Anticipatory-recovery report'}", "",
+        f"{len(rep.runs)} run(s). All numbers recomputed from `losses.npz` with `recovery_jax.metrics` "
+        "(PAPER.md §2): RS(n) = (l_max − l_before)/(l_max − l_after), a ratio of document averages over the "
+        "cycle between the n-th and (n+1)-th training; online loss = first-step training loss of each episode, "
+        "averaged over epochs ≥ 2. \"positive transfer\" flags cycles with (almost) no forgetting, whose RS "
+        "is not meaningful (§2.4 footnote).", "",
+    ]
+
+
+def _section_runs(rep: _Report) -> list[str]:
+    n_cyc, doc = rep.n_cycles, rep.doc
+    header = ["run", "T", "K", "M"] + [f"RS({n})" for n in range(1, n_cyc + 1)] + [
+        "online loss (ep ≥ 2)", "positive transfer (last cycle)", f"doc {doc + 1}: drop before last revisit"]
+    rows = []
+    for lab, r, s in zip(rep.labels, rep.runs, rep.summaries):
+        rs = s["recovery_scores"] + [None] * (n_cyc - len(s["recovery_scores"]))
+        ol = stats.get(s, "online_loss", "mean")
+        rows.append([lab, r.T, r.K, r.M] + [stats.fmt(v, 4) for v in rs] + [
+            stats.fmt(ol, 4), stats.fmt(s["positive_transfer"]["last"]), stats.fmt(s["revisit_doc0"]["last_rel_drop"])])
+    return ["## Runs", ""] + _md_table(header, rows)
+
+
+def _section_config_differences(rep: _Report) -> list[str]:
+    vkeys = varying_keys([r.config for r in rep.runs])
+    md = ["## Config differences", ""]
+    if not vkeys:
+        return md + ["The configs do not differ (apart from keys outside the config schema).", ""]
+    flats = [config_lib.flatten(r.config) for r in rep.runs]
+    return md + _md_table(["run"] + vkeys, [[lab] + [_fmt_cfg(f.get(k)) for k in vkeys]
+                                            for lab, f in zip(rep.labels, flats)])
+
+
+def _section_groups(rep: _Report) -> list[str]:
+    n_cyc = rep.n_cycles
+    header = ["group", "runs"] + [f"RS({n})" for n in range(1, n_cyc + 1)] + ["online loss (ep ≥ 2)"]
+    rows = [[g.full_label, len(g.idx)] + [stats.pm(stats.cycle_stat(g.stats, n)) for n in range(n_cyc)]
+            + [stats.pm(g.stats["online_loss"])] for g in rep.groups]
+    return ["## Groups (runs differing only in seed keys; mean ± std over runs)", ""] + _md_table(header, rows)
+
+
+def _section_comparison_figures(rep: _Report) -> list[str]:
+    from recovery_jax import plots as P
+
+    runs, name, doc = rep.runs, rep.comparison_name, rep.doc
+    doc_series, shift_series, online_series, rs_by_group = [], [], [], {}
+    for g in rep.groups:
+        losses = [runs[i].eval_losses for i in g.idx]
+        orders = [runs[i].order for i in g.idx]
+        if len({L.shape for L in losses}) == 1:
+            doc_series.append((g.label, np.stack(losses), orders[0]))
+        else:
+            doc_series += [(f"{g.label} [{rep.labels[i]}]", runs[i].eval_losses, runs[i].order) for i in g.idx]
+        if len({L.shape[1] for L in losses}) == 1:
+            shift_series.append((g.label, losses, orders))
+        online_ER = [metrics.online_loss(runs[i].train_losses, runs[i].M, runs[i].order)[1]
+                     for i in g.idx if runs[i].train_losses.size]
+        if online_ER and len({p.shape for p in online_ER}) == 1:
+            online_series.append((g.label, np.stack(online_ER), runs[g.idx[0]].T))
+        rs = [rep.summaries[i]["recovery_scores"] for i in g.idx]
+        rs_by_group[g.label] = [_nan_for_none(r) for r in rs if r]
+    md = ["## Comparison figures", ""]
+    md += rep.save(P.plot_doc_curve(doc_series, doc=doc, title=f"{name} — loss of document {doc + 1}"),
+                   "compare_doc_curve.png", f"Loss of document {doc + 1} per group (mean ± std over seeds)")
+    if shift_series and len({s[1][0].shape[1] for s in shift_series}) == 1:
+        md += rep.save(P.plot_shift_averaged(shift_series, title=f"{name} — shift-averaged loss"),
+                       "compare_shift_averaged.png", "Shift-averaged loss per group (±std over seeds × documents)")
+    if any(rs_by_group.values()):
+        md += rep.save(P.plot_recovery_scores({k: v for k, v in rs_by_group.items() if v},
+                                              title=f"{name} — recovery score per cycle"),
+                       "compare_rs.png", "Recovery score per cycle per group (error bars: std over seeds)")
+    if online_series:
+        md += rep.save(P.plot_online_loss(online_series, title=f"{name} — online loss"),
+                       "compare_online_loss.png", "Online loss per episode per group")
+    return md
+
+
+def _section_rs_vs_keys(rep: _Report) -> list[str]:
+    """RS of the last cycle against each non-seed key that varies (one point per group)."""
+    from recovery_jax import plots as P
+
+    md: list[str] = []
+    for key in rep.gkeys:
+        xs, points, series = [], [], []
+        for g in rep.groups:
+            val = json.loads(dict(g.key)[key])
+            if g.stats["rs_last"]["mean"] is None or isinstance(val, (dict, list)):
+                continue
+            xs.append(val)
+            points.append(g.stats["rs_last"])
+            others = _group_label(tuple((k, v) for k, v in g.key if k != key), maxlen=10**6)
+            series.append(None if others == "all runs" else others)
+        if len({_hashable(x) for x in xs}) < 2:
+            continue
+        means, stds = [p["mean"] for p in points], [p["std"] for p in points]
+        md += rep.save(P.plot_rs_vs_config(xs, means, stds, key=key, labels=series,
+                                           title=f"{rep.comparison_name} — RS (last cycle) vs {key}"),
+                       f"rs_vs_{_safe(key)}.png", f"Recovery score of the last cycle vs `{key}` (mean ± std over seeds)")
+        with_others = any(series)
+        md += _md_table([key, "RS (last cycle)"] + (["other keys"] if with_others else []),
+                        [[_fmt_cfg(x), stats.pm(p)] + ([_truncate(sl or "")] if with_others else [])
+                         for x, p, sl in zip(xs, points, series)])
+    return md
+
+
+def _config_brief(config: dict) -> str:
+    """The protocol keys and every schema key whose value differs from its default."""
+    defaults = schema_defaults()
+    flat = config_lib.flatten(config)
+    shown = [(k, v) for k, v in flat.items() if not is_ignored_key(k)
+             and (k in _PROTOCOL_KEYS or _hashable(v) != _hashable(defaults[k]))]
+    return ", ".join(f"`{k}={_fmt_cfg(v)}`" for k, v in shown[:40])
+
+
+def _stored_rs_differs(stored: Any, recomputed: list) -> bool:
+    if stored is None or stored == recomputed:
+        return False
+    return not (isinstance(stored, list) and len(stored) == len(recomputed) and all(
+        (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-6)
+        for a, b in zip(stored, recomputed)))
+
+
+def _section_run_details(rep: _Report, per_run_figures: bool) -> list[str]:
+    doc = rep.doc
+    md = ["## Per-run details", ""]
+    for lab, r, s in zip(rep.labels, rep.runs, rep.summaries):
+        md += [f"### {lab}", "", f"Path: `{r.path}`", ""]
+        brief = _config_brief(r.config)
+        if brief:
+            md += [f"Config (protocol and non-default values): {brief}", ""]
+        comp, pt = s["recovery_components"], s["positive_transfer"]
+        if comp["n"]:
+            md += _md_table(
+                ["n", "l_after(n−1)", "l_max(n)", "l_before(n)", "RS(n)", "docs", "positive transfer"],
+                [[n] + [stats.fmt(v, 4) for v in (a, m, b, rsv)] + [nd, stats.fmt(f)]
+                 for n, a, m, b, rsv, nd, f in zip(comp["n"], comp["l_after"], comp["l_max"], comp["l_before"],
+                                                   s["recovery_scores"], comp["n_docs"], pt["flags"])])
+        else:
+            md += ["No complete cycle (each document needs two visits): no recovery score.", ""]
+        if s["online_loss"]:
+            ol = s["online_loss"]
+            md += [f"Online loss (epochs ≥ {ol['first_epoch']}): **{stats.fmt(ol['mean'], 4)}**;"
+                   " per epoch: " + ", ".join(stats.fmt(v) for v in ol["per_epoch"]), ""]
+        rev = s["revisit_doc0"]
+        if rev["epoch"]:
+            md += [f"Document {doc + 1}, relative drop (peak − before)/peak before each revisit (epochs "
+                   + ", ".join(str(e) for e in rev["epoch"]) + "): "
+                   + ", ".join(stats.fmt(v) for v in rev["rel_drop"])
+                   + f"; no recovery at the last revisit (≤ {rev['tol']:.0%}): "
+                   + stats.fmt(rev["no_recovery_at_last_revisit"]), ""]
+        if r.summary is not None and _stored_rs_differs(r.summary.get("recovery_scores"), s["recovery_scores"]):
+            md += ["Note: the stored summary.json RS differs from the recomputed values.", ""]
+        for caption, fn in (_run_figures(r, lab, s, rep.out, doc) if per_run_figures else []):
+            md += _figure_md(caption, fn)
+    return md
+
+
 def build_report(
     run_dirs: Sequence[str | Path],
     out_dir: str | Path,
@@ -235,215 +437,44 @@ def build_report(
 
     ``per_run_figures=False`` writes only the comparison figures (several runs) and the tables.
 
-    Raises :class:`recovery_jax.results.RunDirError` for a directory that is not a run directory.
+    Raises :class:`recovery_jax.results.RunDirError` for a directory that is not a run directory and
+    :class:`recovery_jax.cli.UsageError` for a document index outside some run's documents.
     """
-    from recovery_jax import plots as P
-
-    if not run_dirs:
-        raise ValueError("no run directories given")
-    runs = [_with_config_defaults(load_run(d)) for d in run_dirs]
+    runs = load_runs(run_dirs, doc)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-
-    labels: list[str] = []
-    for r in runs:
-        lab = r.name
-        if lab in labels:
-            lab = f"{r.path.parent.name}_{r.name}"
-        while lab in labels:
-            lab += "_"
-        labels.append(lab)
-
     summaries = [_run_summary(r, doc) for r in runs]
-    n_cyc = max((len(s["recovery_scores"]) for s in summaries), default=0)
-    md: list[str] = [f"# {title or 'Anticipatory-recovery report'}", ""]
-    md += [
-        f"{len(runs)} run(s). All numbers recomputed from `losses.npz` with `recovery_jax.metrics` "
-        "(PAPER.md §2): RS(n) = (l_max − l_before)/(l_max − l_after), a ratio of document averages over the "
-        "cycle between the n-th and (n+1)-th training; online loss = first-step training loss of each episode, "
-        "averaged over epochs ≥ 2. \"positive transfer\" flags cycles with (almost) no forgetting, whose RS "
-        "is not meaningful (§2.4 footnote).",
-        "",
-        "## Runs",
-        "",
-    ]
-    header = ["run", "T", "K", "M"] + [f"RS({n})" for n in range(1, n_cyc + 1)] + [
-        "online loss (ep ≥ 2)", "positive transfer (last cycle)", f"doc {doc + 1}: drop before last revisit"]
-    rows = []
-    for lab, r, s in zip(labels, runs, summaries):
-        rs = s["recovery_scores"] + [None] * (n_cyc - len(s["recovery_scores"]))
-        ol = s["online_loss"]["mean"] if s["online_loss"] else None
-        rev = s["revisit_doc0"]
-        rows.append([lab, r.T, r.K, r.M] + [_fmt(v) for v in rs] + [
-            _fmt(ol), _fmt(s["positive_transfer"]["last"]), _fmt(rev["last_rel_drop"], 3)])
-    md += _md_table(header, rows) + [""]
-
-    # ---- several runs: config differences, groups, overlays
+    gkeys, groups = _groups(runs, summaries) if len(runs) > 1 else ([], [])
+    rep = _Report(runs, _run_labels(runs), summaries, doc, out, gkeys, groups)
+    md = _section_intro(rep, title) + _section_runs(rep)
     if len(runs) > 1:
-        vkeys = varying_keys([r.config for r in runs])
-        md += ["## Config differences", ""]
-        if vkeys:
-            flats = [flatten_config(r.config) for r in runs]
-            md += _md_table(["run"] + vkeys, [[lab] + [_fmt_cfg(f.get(k)) for k in vkeys] for lab, f in zip(labels, flats)])
-        else:
-            md += ["The configs do not differ (apart from workdir-like keys)."]
-        md += [""]
-        gkeys, groups = group_runs(runs)
-        glabels = [_group_label(gk) for gk in groups]
-        numbered = len(set(glabels)) < len(glabels)  # truncated labels collide: number the groups
-        if numbered:
-            glabels = [f"G{i + 1}: {_group_label(gk, maxlen=56)}" for i, gk in enumerate(groups)]
-        md += ["## Groups (runs differing only in seed keys; mean ± std over runs)", ""]
-        gheader = ["group", "runs"] + [f"RS({n})" for n in range(1, n_cyc + 1)] + ["online loss (ep ≥ 2)"]
-        grows = []
-        rs_by_group: dict[str, list[np.ndarray]] = {}
-        for gl, (gk, idx) in zip(glabels, groups.items()):
-            rs_list = [summaries[i]["recovery_scores"] for i in idx]
-            cells = []
-            for n in range(n_cyc):
-                cells.append(_pm([rl[n] if n < len(rl) else None for rl in rs_list]))
-            ol = [summaries[i]["online_loss"]["mean"] if summaries[i]["online_loss"] else None for i in idx]
-            full = _group_label(gk, maxlen=10**6)
-            if numbered:
-                full = f"{gl.split(':', 1)[0]}: {full}"
-            grows.append([full, len(idx)] + cells + [_pm(ol)])
-            rs_by_group[gl] = [np.array([np.nan if v is None else v for v in rl]) for rl in rs_list if rl]
-        md += _md_table(gheader, grows) + [""]
-
-        md += ["## Comparison figures", ""]
-        parents = {r.path.parent for r in runs}
-        if len(labels) <= 3:
-            comp_name = ", ".join(labels)
-        elif len(parents) == 1:
-            comp_name = f"{next(iter(parents)).name}/ ({len(labels)} runs)"
-        else:
-            comp_name = f"{len(labels)} runs"
-
-        def save(fig, fn: str, caption: str):
-            P.save_figure(fig, out / fn)
-            md.extend([f"**{caption}**", "", f"![{caption}]({fn})", ""])
-
-        same_shape = {}
-        for gl, (gk, idx) in zip(glabels, groups.items()):
-            shapes = {runs[i].eval_losses.shape for i in idx}
-            same_shape[gl] = len(shapes) == 1
-        doc_series, shift_series, online_series = [], [], []
-        for gl, (gk, idx) in zip(glabels, groups.items()):
-            Ls = [runs[i].eval_losses for i in idx]
-            os_ = [runs[i].order for i in idx]
-            if same_shape[gl]:
-                doc_series.append((gl, np.stack(Ls), os_[0]))
-            else:
-                doc_series += [(f"{gl} [{labels[i]}]", runs[i].eval_losses, runs[i].order) for i in idx]
-            if len({L.shape[1] for L in Ls}) == 1:
-                shift_series.append((gl, Ls, os_))
-            pes = [metrics.online_loss(runs[i].train_losses, runs[i].M, runs[i].order)[1]
-                   for i in idx if runs[i].train_losses.size]
-            if pes and len({p.shape for p in pes}) == 1:
-                online_series.append((gl, np.stack(pes), runs[idx[0]].T))
-        save(P.plot_doc_curve(doc_series, doc=doc, title=f"{comp_name} — loss of document {doc + 1}"),
-             "compare_doc_curve.png", f"Loss of document {doc + 1} per group (mean ± std over seeds)")
-        if len({s[1][0].shape[1] for s in shift_series}) == 1 and shift_series:
-            save(P.plot_shift_averaged(shift_series, title=f"{comp_name} — shift-averaged loss"),
-                 "compare_shift_averaged.png", "Shift-averaged loss per group (±std over seeds × documents)")
-        if any(len(v) for v in rs_by_group.values()):
-            save(P.plot_recovery_scores({k: v for k, v in rs_by_group.items() if v},
-                                        title=f"{comp_name} — recovery score per cycle"),
-                 "compare_rs.png", "Recovery score per cycle per group (error bars: std over seeds)")
-        if online_series:
-            save(P.plot_online_loss(online_series, title=f"{comp_name} — online loss"),
-                 "compare_online_loss.png", "Online loss per episode per group")
-
-        # RS vs each varying non-seed key
-        for key in gkeys:
-            xs, means, stds, series_lab = [], [], [], []
-            for gk, idx in groups.items():
-                d = dict(gk)
-                val = json.loads(d[key])
-                last = [summaries[i]["rs_last"] for i in idx]
-                arr = np.array([np.nan if v is None else v for v in last], dtype=np.float64)
-                if not np.any(np.isfinite(arr)) or isinstance(val, (dict, list)):
-                    continue
-                xs.append(val)
-                means.append(float(np.nanmean(arr)))
-                stds.append(float(np.nanstd(arr)))
-                others = _group_label(tuple((k, v) for k, v in gk if k != key), maxlen=10**6)
-                series_lab.append(None if others == "all runs" else others)
-            if len({_hashable(x) for x in xs}) < 2:
-                continue
-            fn = f"rs_vs_{_safe(key)}.png"
-            save(P.plot_rs_vs_config(xs, means, stds, key=key, labels=series_lab,
-                                     title=f"{comp_name} — RS (last cycle) vs {key}"),
-                 fn, f"Recovery score of the last cycle vs `{key}` (mean ± std over seeds)")
-            md += _md_table([key, "RS (last cycle)"] + (["other keys"] if any(series_lab) else []),
-                            [[_fmt_cfg(x), f"{m:.3f} ± {s:.3f}"] + ([_group_label_trunc(sl or "")] if any(series_lab) else [])
-                             for x, m, s, sl in zip(xs, means, stds, series_lab)]) + [""]
-
-    # ---- per-run details
-    md += ["## Per-run details", ""]
-    for lab, r, s in zip(labels, runs, summaries):
-        md += [f"### {lab}", "", f"Path: `{r.path}`", ""]
-        flat = flatten_config(r.config)
-        brief = {k: flat[k] for k in flat if not is_ignored_key(k) and k.split(".")[0] in
-                 ("seed", "T", "C", "M", "E", "data", "model", "optim", "order", "toy")}
-        if brief:
-            md += ["Config: " + ", ".join(f"`{k}={_fmt_cfg(v)}`" for k, v in list(brief.items())[:40]), ""]
-        comp = s["recovery_components"]
-        pt = s["positive_transfer"]
-        if comp["n"]:
-            md += _md_table(
-                ["n", "l_after(n−1)", "l_max(n)", "l_before(n)", "RS(n)", "docs", "positive transfer"],
-                [[n, _fmt(a), _fmt(m), _fmt(b), _fmt(rsv), nd, _fmt(f)] for n, a, m, b, rsv, nd, f in zip(
-                    comp["n"], comp["l_after"], comp["l_max"], comp["l_before"], s["recovery_scores"],
-                    comp["n_docs"], pt["flags"])],
-            ) + [""]
-        else:
-            md += ["No complete cycle (each document needs two visits): no recovery score.", ""]
-        if s["online_loss"]:
-            pe = s["online_loss"]["per_epoch"]
-            md += [f"Online loss (epochs ≥ {s['online_loss']['first_epoch']}): **{_fmt(s['online_loss']['mean'])}**;"
-                   " per epoch: " + ", ".join(_fmt(v, 3) for v in pe), ""]
-        rev = s["revisit_doc0"]
-        if rev["epoch"]:
-            md += [f"Document {doc + 1}, relative drop (peak − before)/peak before each revisit (epochs "
-                   + ", ".join(str(e) for e in rev["epoch"]) + "): "
-                   + ", ".join(_fmt(v, 3) for v in rev["rel_drop"])
-                   + f"; no recovery at the last revisit (≤ {rev['tol']:.0%}): {_fmt(rev['no_recovery_at_last_revisit'])}",
-                   ""]
-        if r.summary is not None and r.summary.get("recovery_scores") not in (None, s["recovery_scores"]):
-            stored = r.summary.get("recovery_scores")
-            if not (isinstance(stored, list) and len(stored) == len(s["recovery_scores"]) and all(
-                    (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-6)
-                    for a, b in zip(stored, s["recovery_scores"]))):
-                md += ["Note: the stored summary.json RS differs from the recomputed values.", ""]
-        for caption, fn in (_run_figures(r, lab, s, out, doc) if per_run_figures else []):
-            md += [f"**{caption}**", "", f"![{caption}]({fn})", ""]
-
+        md += (_section_config_differences(rep) + _section_groups(rep) + _section_comparison_figures(rep)
+               + _section_rs_vs_keys(rep))
+    md += _section_run_details(rep, per_run_figures)
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n", encoding="utf-8")
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = cli.ArgumentParser(
         prog="python -m recovery_jax.report",
         description="Figures and a markdown report (report.md) for one or several recovery_jax run directories.",
     )
     ap.add_argument("runs", nargs="+", help="run directories (each with config.json and losses.npz)")
     ap.add_argument("--out", required=True, help="output directory for report.md and the PNG figures")
-    ap.add_argument("--doc", type=int, default=0, help="0-based focal document for the single-document plots")
+    ap.add_argument("--doc", type=cli.nonneg_int, default=0,
+                    help="0-based focal document for the single-document plots (0 <= DOC < T of every run)")
     ap.add_argument("--title", default=None)
     ap.add_argument("--no-per-run-figures", action="store_true",
                     help="only the comparison figures and the tables (faster for large sweeps)")
     args = ap.parse_args(argv)
-    try:
-        path = build_report(args.runs, args.out, doc=args.doc, title=args.title,
-                            per_run_figures=not args.no_per_run_figures)
-    except RunDirError as e:
-        ap.error(str(e))
+    cli.check_out_dir(args.out, "--out")
+    path = build_report(args.runs, args.out, doc=args.doc, title=args.title,
+                        per_run_figures=not args.no_per_run_figures)
     print(f"wrote {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))

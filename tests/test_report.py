@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from recovery_jax import metrics, report
+from recovery_jax import cli, metrics, report
+from recovery_jax import config as config_lib
 from recovery_jax.results import RunDirError, load_run, write_json_atomic, write_npz_atomic
 
 T, E, M = 5, 3, 2
@@ -112,10 +113,16 @@ def test_load_run_errors(tmp_path):
 def test_config_diff_helpers():
     a = {"seed": 0, "workdir": "/x", "optim": {"lr": 1e-3, "name": "sgd"}, "data": {"cache_dir": "/a"}}
     b = {"seed": 1, "workdir": "/y", "optim": {"lr": 2e-3, "name": "sgd"}, "data": {"cache_dir": "/b"}}
-    assert report.flatten_config(a)["optim.lr"] == 1e-3
+    assert config_lib.flatten(a)["optim.lr"] == 1e-3
     assert report.varying_keys([a, b]) == ["seed", "optim.lr"]
-    assert report.is_seed_key("order.shuffle_seed") and not report.is_seed_key("optim.lr")
-    assert report.is_ignored_key("data.cache_dir") and not report.is_ignored_key("model.name")
+    # seed and ignored keys come from the schema (config.base_config(), the toy's config record), not from names
+    assert report.is_seed_key("seed") and report.is_seed_key("toy.seed") and not report.is_seed_key("optim.lr")
+    assert not report.is_seed_key("order.shuffle_seed")  # no such key in the schema
+    assert report.is_ignored_key("data.cache_dir") and report.is_ignored_key("workdir")
+    assert report.is_ignored_key("model.name")  # not a schema key (retired or never one)
+    assert not report.is_ignored_key("model.preset") and not report.is_ignored_key("data.path")
+    assert all(report.is_ignored_key(k) for k in config_lib.PERFORMANCE_KEYS)
+    assert report.varying_keys([{"eval": {"batch": 4}, "T": 5}, {"eval": {"batch": 8}, "T": 5}]) == []
 
 
 def test_report_two_runs(tmp_path):
@@ -151,11 +158,10 @@ def test_report_single_run_and_non_run_dir(tmp_path, capsys):
     assert "RS(1)" in (tmp_path / "r1" / "report.md").read_text()
     notrun = tmp_path / "notrun"
     notrun.mkdir()
-    with pytest.raises(SystemExit) as ei:
-        report.main([str(notrun), "--out", str(tmp_path / "r2")])
-    assert ei.value.code == 2
+    assert cli.guarded(report.main, [str(notrun), "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err
     assert "not a run directory" in err and "losses.npz" in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
 
 
 def test_report_groups_with_long_colliding_labels(tmp_path, monkeypatch):
@@ -165,7 +171,7 @@ def test_report_groups_with_long_colliding_labels(tmp_path, monkeypatch):
         d = tmp_path / f"run{i}"
         _write_run(d, lr, 0, 0.2 + 0.3 * i)
         cfg = json.loads((d / "config.json").read_text())
-        cfg["model"]["a_very_long_model_option_name_number_one"] = "x" * 60 + f"_{i}"
+        cfg["data"]["path"] = "x" * 60 + f"_{i}"  # a schema key with long values
         write_json_atomic(d / "config.json", cfg)
         dirs.append(str(d))
     keys, groups = report.group_runs([load_run(d) for d in dirs])
