@@ -28,7 +28,8 @@ and C=64 of the C sweep) compute it once.
 
 Outputs in WORKDIR: `sweep_summary.json` and `sweep_summary.md`, one row per sweep point (runs that
 differ only in the seed): the recovery score of the last cycle (the paper's "epoch 4" for E=5) as
-mean ± std over seeds (std with ddof=0, like recovery_jax.report), n, the per-cycle RS means, the
+mean ± std over seeds (recovery_jax.stats: std with ddof=0, a lone seed without a spread, the same
+numbers as recovery_jax.report), n, the per-cycle RS means, the
 online loss (epochs >= 2) mean ± std, document 1's relative loss drop before its last revisit
 (`revisit_doc0.last_rel_drop`: ~0 means no recovery, the shuffled-baseline check of Fig 1a) and the
 number of runs whose last cycle is flagged for positive transfer (RS not meaningful, PAPER.md §2.4).
@@ -37,14 +38,12 @@ number of runs whose last cycle is flagged for positive transfer (RS not meaning
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import dataclasses
 import importlib.util
 import itertools
 import json
-import math
 import os
 import re
 import resource
@@ -52,7 +51,7 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-from recovery_jax import cli
+from recovery_jax import cli, stats
 from recovery_jax import config as config_lib
 from recovery_jax.config import ConfigError
 from recovery_jax.rundir import write_json_atomic
@@ -329,59 +328,14 @@ def build_runs(path: str, overrides: Sequence[str] = (), seeds: Sequence[int] | 
 # ----------------------------------------------------------------------------- aggregation
 
 
-def mean_std(values: Sequence[Any]) -> dict:
-    """{"mean", "std" (ddof=0), "n", "values"} over the finite values; mean/std None when none is finite."""
-    vals = [None if v is None or not math.isfinite(float(v)) else float(v) for v in values]
-    fin = [v for v in vals if v is not None]
-    if not fin:
-        return {"mean": None, "std": None, "n": 0, "values": vals}
-    m = sum(fin) / len(fin)
-    sd = math.sqrt(sum((v - m) ** 2 for v in fin) / len(fin))
-    return {"mean": m, "std": sd, "n": len(fin), "values": vals}
-
-
-def _get(d: Any, *path, default=None):
-    for p in path:
-        if not isinstance(d, dict) or p not in d:
-            return default
-        d = d[p]
-    return d
-
-
-def aggregate(summaries: Sequence[dict]) -> dict:
-    """Statistics over the seeds of one sweep point from their summary.json dicts."""
-    rs_last = [_get(s, "rs_last") for s in summaries]
-    per_run_rs = [_get(s, "recovery_scores", default=[]) or [] for s in summaries]
-    n_cyc = max((len(r) for r in per_run_rs), default=0)
-    per_cycle = [mean_std([r[n] if n < len(r) else None for r in per_run_rs]) for n in range(n_cyc)]
-    return {
-        "n": len(summaries),
-        "rs_last": mean_std(rs_last),
-        "rs_per_cycle": {"mean": [c["mean"] for c in per_cycle], "std": [c["std"] for c in per_cycle]},
-        "online_loss": mean_std([_get(s, "online_loss", "mean") for s in summaries]),
-        "doc1_revisit_drop": mean_std([_get(s, "revisit_doc0", "last_rel_drop") for s in summaries]),
-        "positive_transfer_last": sum(bool(_get(s, "positive_transfer", "last", default=False)) for s in summaries),
-        "mean_loss_final": mean_std([_get(s, "mean_loss_final") for s in summaries]),
-    }
-
-
-def _pm(stat: dict, nd: int = 3) -> str:
-    if stat["mean"] is None:
-        return "—"
-    return f"{stat['mean']:.{nd}f} ± {stat['std']:.{nd}f}"
-
-
-def _f(v: Any, nd: int = 3) -> str:
-    return "—" if v is None else f"{v:.{nd}f}"
-
-
 def summary_markdown(summary: dict) -> str:
     lines = [f"# Sweep `{summary['config']}`", "",
              f"Workdir `{summary['workdir']}`; seeds {summary['seeds']}; "
              f"{summary['n_runs_done']}/{summary['n_runs']} runs done; "
              f"CPU time of the runs {summary['cpu_s_total'] / 60:.1f} min "
              f"(wall {summary['wall_s_total'] / 60:.1f} min).", "",
-             "RS = recovery score of the last cycle (PAPER.md §2.4), mean ± std (ddof 0) over seeds; online = mean "
+             "RS = recovery score of the last cycle (PAPER.md §2.4), mean ± std (ddof 0) over seeds (one seed: its "
+             "value); online = mean "
              "first-step training loss of epochs ≥ 2 (§2.5); doc-1 drop = (peak − before)/peak of document 1 before "
              "its last revisit (≈ 0: no recovery; the shuffled-baseline check); PT = runs whose last cycle is "
              "flagged for positive transfer (RS not meaningful, §2.4 footnote).", ""]
@@ -392,8 +346,8 @@ def summary_markdown(summary: dict) -> str:
     for g in summary["groups"]:
         st = g["stats"]
         cyc = st["rs_per_cycle"]["mean"] + [None] * (n_cyc - len(st["rs_per_cycle"]["mean"]))
-        row = [g["name"] or "(config)", str(st["n"]), _pm(st["rs_last"])] + [_f(v) for v in cyc] + [
-            _pm(st["online_loss"]), _pm(st["doc1_revisit_drop"]), str(st["positive_transfer_last"])]
+        row = [g["name"] or "(config)", str(st["n"]), stats.pm(st["rs_last"])] + [stats.fmt(v) for v in cyc] + [
+            stats.pm(st["online_loss"]), stats.pm(st["doc1_revisit_drop"]), str(st["positive_transfer_last"])]
         lines.append("| " + " | ".join(row) + " |")
     failed = [r for r in summary["runs"] if r["status"] == "failed"]
     if failed:
@@ -545,18 +499,18 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
                                "cpu_s": rec["cpu_s"], "wall_s": rec["wall_s"], "status": rec["status"]})
         except RunError:
             pass
-        online = _get(summary, "online_loss", "mean")
-        log(f"[{i}/{len(runs)}] {r.name:<{width}}  RS {_rs_text(summary)}  online {_f(online)}  "
+        online = stats.get(summary, "online_loss", "mean")
+        log(f"[{i}/{len(runs)}] {r.name:<{width}}  RS {_rs_text(summary)}  online {stats.fmt(online)}  "
             f"({rec['wall_s']:.0f}s wall, {rec['cpu_s']:.0f}s CPU)")
         records.append(rec)
     return records
 
 
 def _rs_text(summary: Any) -> str:
-    rs = _get(summary, "recovery_scores", default=None)
+    rs = stats.get(summary, "recovery_scores", default=None)
     if not rs:
         return "—"
-    return f"{_f(rs[-1])} (per cycle: {', '.join(_f(v, 2) for v in rs)})"
+    return f"{stats.fmt(rs[-1])} (per cycle: {', '.join(stats.fmt(v, 2) for v in rs)})"
 
 
 def summarize_sweep(records: Sequence[dict], runs: Sequence[RunSpec], *, config_path: str, workdir: str,
@@ -573,11 +527,11 @@ def summarize_sweep(records: Sequence[dict], runs: Sequence[RunSpec], *, config_
     out_groups = []
     for g in groups.values():
         out_groups.append({"name": g["name"], "variant": g["variant"], "overrides": g["overrides"],
-                           "seeds": g["seeds"], "stats": aggregate(g["runs"])})
+                           "seeds": g["seeds"], "stats": stats.seed_stats(g["runs"])})
     done = [r for r in records if r.get("summary")]
     cpu = sum(r.get("cpu_s") or 0.0 for r in records)
     wall = sum(r.get("wall_s") or 0.0 for r in records)
-    slim = [{k: v for k, v in r.items() if k != "summary"} | {"rs": _get(r.get("summary"), "recovery_scores")}
+    slim = [{k: v for k, v in r.items() if k != "summary"} | {"rs": stats.get(r.get("summary"), "recovery_scores")}
             for r in records]
     return {"config": config_path, "workdir": workdir, "seeds": list(seeds), "command": command,
             "n_runs": len(runs), "n_runs_done": len(done), "cpu_s_total": cpu, "wall_s_total": wall,
@@ -589,8 +543,7 @@ def summarize_sweep(records: Sequence[dict], runs: Sequence[RunSpec], *, config_
 
 def parse(argv: list[str]):
     overrides, rest = config_lib.split_argv(argv)
-    p = argparse.ArgumentParser(prog="python -m recovery_jax.sweep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(prog="python -m recovery_jax.sweep", description=__doc__)
     p.add_argument("--config", required=True, help="a config file with get_config() and optionally get_sweep()")
     p.add_argument("--workdir", required=True, help="folder for the run directories and the sweep summary")
     p.add_argument("--seeds", default=None, help="seeds, e.g. 0,1,2 or 0-4 (default: the sweep's seeds)")
@@ -601,6 +554,9 @@ def parse(argv: list[str]):
     p.add_argument("--reuse", default=None, metavar="ROOT",
                    help="copy instead of rerunning a run whose exact config (seed included) finished under ROOT")
     args = p.parse_args(rest)
+    cli.check_out_dir(args.workdir, "--workdir")
+    if args.reuse is not None and not os.path.isdir(args.reuse):
+        raise cli.UsageError(f"--reuse {args.reuse}: not a directory; give the folder holding finished runs")
     return args, overrides
 
 

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from recovery_jax import config as C
+from recovery_jax import stats
 from recovery_jax import sweep as S
 from recovery_jax.config import ConfigError
 
@@ -302,18 +303,18 @@ def test_reuse_copies_a_finished_run_of_the_same_config(tmp_path):
 
 
 def test_mean_std_is_population_std_over_finite_values():
-    st = S.mean_std([1.0, 2.0, 3.0, None, float("nan")])
+    st = stats.mean_std([1.0, 2.0, 3.0, None, float("nan")])
     assert st["mean"] == pytest.approx(2.0) and st["std"] == pytest.approx(math.sqrt(2 / 3)) and st["n"] == 3
     assert st["values"] == [1.0, 2.0, 3.0, None, None]
-    assert S.mean_std([None])["mean"] is None and S.mean_std([])["n"] == 0
-    assert S.mean_std([0.5])["std"] == 0.0
+    assert stats.mean_std([None])["mean"] is None and stats.mean_std([])["n"] == 0
+    assert stats.mean_std([0.5])["std"] == 0.0
 
 
 def test_aggregate_synthetic_summaries():
     runs = [fake_summary([0.1, 0.4], online=2.0, drop=0.30),
             fake_summary([0.3, 0.6], online=3.0, drop=0.10, pt=True),
             fake_summary([0.2], online=None, drop=None)]
-    agg = S.aggregate(runs)
+    agg = stats.seed_stats(runs)
     assert agg["n"] == 3
     assert agg["rs_last"]["mean"] == pytest.approx((0.4 + 0.6 + 0.2) / 3)
     assert agg["rs_last"]["std"] == pytest.approx(0.16329931618554522)
