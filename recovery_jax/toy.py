@@ -28,9 +28,9 @@ CLI: ``python -m recovery_jax.toy --variant affine --epochs 20 --out DIR``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,9 +38,11 @@ from typing import Callable
 
 import numpy as np
 
-from recovery_jax import metrics
+from recovery_jax import cli, metrics
+from recovery_jax.config import ConfigError
 
-__all__ = ["ToyConfig", "ToyResult", "ToyDivergenceError", "default_config", "run_toy", "save_toy", "main"]
+__all__ = ["ToyConfig", "ToyResult", "ToyDivergenceError", "default_config", "validate", "config_record",
+           "run_toy", "save_toy", "main"]
 
 VARIANTS = ("identity", "affine")
 
@@ -74,6 +76,50 @@ def default_config(variant: str = "affine", literal: bool = False, **overrides) 
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def _memory_bytes(cfg: ToyConfig) -> int:
+    """Peak float64 memory of run_toy: P and X (N columns), the (T, dim) task arrays, the recorded
+    states (epochs+1, T, dim) and losses (K+1, T)."""
+    N, D, T, E = cfg.N, cfg.dim, cfg.T, cfg.epochs
+    return 8 * (D * N + T * N + 4 * T * D + T * T + (E + 1) * T * D + (E * T + 1) * (T + 1))
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def validate(cfg: ToyConfig) -> ToyConfig:
+    """Reject, before any work, what would crash the run or quietly give NaN or empty results
+    (no task, a zero-dimensional state, no epoch); each message names the value and the valid range."""
+    if cfg.variant not in VARIANTS:
+        raise ConfigError(f"--variant {cfg.variant!r} is not valid; choose one of: {', '.join(VARIANTS)}")
+    if cfg.reduction not in ("sum", "mean"):
+        raise ConfigError(f"--reduction {cfg.reduction!r} is not valid; choose one of: sum, mean")
+    for name, lo, what in (("N", 1, "the input dimension"), ("dim", 1, "the embedding dimension"),
+                           ("T", 2, "the number of tasks (one task has nothing to interfere with)"),
+                           ("epochs", 1, "the number of epochs (RS needs >= 2)"), ("seed", 0, "the seed")):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+            raise ConfigError(f"--{name} {value!r} is not valid: {what} must be an integer >= {lo}")
+    for name, what in (("lr", "the learning rate"), ("divergence_factor", "the divergence factor")):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"--{name} {value!r} is not valid: {what} must be a finite number > 0")
+    need, have = _memory_bytes(cfg), _physical_memory()
+    if have and need > 0.8 * have:
+        raise ConfigError(f"toy model with N={cfg.N}, dim={cfg.dim}, T={cfg.T}, epochs={cfg.epochs} needs "
+                          f"~{need / 2**30:.1f} GiB; this machine has {have / 2**30:.1f} GiB: lower --N, --dim, "
+                          f"--T or --epochs")
+    return cfg
+
+
+def config_record(cfg: ToyConfig) -> dict:
+    """The config.json of a toy run: the toy's fields, plus the protocol keys the report reads (T, M=1, E)."""
+    return {"kind": "toy", "toy": dataclasses.asdict(cfg), "seed": cfg.seed, "T": cfg.T, "M": 1, "E": cfg.epochs}
+
+
 @dataclasses.dataclass
 class ToyResult:
     config: ToyConfig
@@ -94,10 +140,7 @@ def run_toy(cfg: ToyConfig, progress: Callable[[str], None] | None = None) -> To
     Raises :class:`ToyDivergenceError` when a loss becomes non-finite or exceeds
     ``cfg.divergence_factor`` × the initial mean loss.
     """
-    if cfg.variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {cfg.variant!r}")
-    if cfg.reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {cfg.reduction!r}")
+    validate(cfg)
     rng = np.random.default_rng(cfg.seed)
     N, D, T = cfg.N, cfg.dim, cfg.T
     P = rng.normal(0.0, 1.0 / N, size=(D, N))
@@ -177,8 +220,7 @@ def save_toy(result: ToyResult, out: str | Path, plots: bool = True) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = result.config
-    config = {"kind": "toy", "toy": dataclasses.asdict(cfg), "seed": cfg.seed, "T": cfg.T, "M": 1, "E": cfg.epochs}
-    write_json_atomic(out / "config.json", config)
+    write_json_atomic(out / "config.json", config_record(cfg))
     write_npz_atomic(
         out / "losses.npz",
         eval_losses=result.eval_losses.astype(np.float32),
@@ -229,7 +271,7 @@ def plot_toy_ring(result: ToyResult, title: str, epochs: list[int] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = cli.ArgumentParser(
         prog="python -m recovery_jax.toy",
         description="Computational toy model of anticipatory recovery (PAPER.md §4, Figs 10-11).",
     )
@@ -249,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--out", required=True, help="output directory")
     args = ap.parse_args(argv)
-    cfg = default_config(
+    cli.check_out_dir(args.out, "--out")
+    cfg = validate(default_config(
         args.variant,
         literal=args.literal,
         N=args.N,
@@ -259,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         reduction=args.reduction,
         seed=args.seed,
-    )
+    ))
     print(
         f"toy model: variant={cfg.variant} N={cfg.N} dim={cfg.dim} T={cfg.T} epochs={cfg.epochs} lr={cfg.lr} "
         f"reduction={cfg.reduction} seed={cfg.seed}",
@@ -278,4 +321,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.guarded(main))
