@@ -12,13 +12,13 @@ Run standalone as a worker (what benchmarks.throughput does, so its memory high-
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 import numpy as np
 
 from benchmarks import common
+from recovery_jax import cli
 
 
 def _cost(compiled) -> dict | None:
@@ -230,24 +230,27 @@ def benchmark(b: common.Bundle, n_episodes: int | None = None, repeat: int = 1, 
     return {"report": res, "eval_losses": runs[0]["eval_losses"], "train_losses": runs[0]["train_losses"]}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.jax_side")
+def _main(argv) -> int:
+    p = cli.ArgumentParser(prog="python -m benchmarks.jax_side")
     p.add_argument("bundle")
     p.add_argument("out_prefix")
-    p.add_argument("--episodes", type=int, default=None)
-    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--episodes", type=cli.positive_int, default=None)
+    p.add_argument("--repeat", type=cli.positive_int, default=1)
     p.add_argument("--no-utilisation", action="store_true")
-    p.add_argument("--util-reps", type=int, default=10)
-    p.add_argument("--peak-sizes", default="1024,2048")
+    p.add_argument("--util-reps", type=cli.positive_int, default=10)
+    p.add_argument("--peak-sizes", type=cli.int_list, default="1024,2048")
     p.add_argument("--scan-by-subtraction", action="store_true")
     a = p.parse_args(argv)
     b = common.read_bundle(a.bundle)
-    sizes = tuple(int(x) for x in a.peak_sizes.split(","))
-    out = benchmark(b, a.episodes, a.repeat, not a.no_utilisation, a.util_reps, sizes,
+    out = benchmark(b, a.episodes, a.repeat, not a.no_utilisation, a.util_reps, a.peak_sizes,
                     isolated_scan=not a.scan_by_subtraction, log=lambda m: print(m, flush=True))
     np.savez(a.out_prefix + ".npz", eval_losses=out["eval_losses"], train_losses=out["train_losses"])
     common.write_json(a.out_prefix + ".json", out["report"])
     return 0
+
+
+def main(argv=None) -> int:
+    return cli.guarded(_main, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ and "optimizer floor" = time to stream the Adam/SGD state once at the measured c
 
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import gzip
@@ -264,12 +263,11 @@ def main(argv=None) -> int:
 
     def inner(argv):
         overrides, rest = config_lib.split_argv(argv)
-        p = argparse.ArgumentParser(prog="python -m benchmarks.profile_step", description=__doc__,
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = cli.ArgumentParser(prog="python -m benchmarks.profile_step", description=__doc__)
         p.add_argument("--config", default="configs/default.py")
         p.add_argument("--trace-dir", default=None)
         p.add_argument("--out", default=None)
-        p.add_argument("--top", type=int, default=30)
+        p.add_argument("--top", type=cli.positive_int, default=30)
         a = p.parse_args(rest)
         cfg = config_lib.load(a.config, overrides)
         d = a.trace_dir or tempfile.mkdtemp(prefix="rj_profile_")

@@ -20,7 +20,6 @@ whole run of E*T episodes evaluation grows as E*T^2.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -178,17 +177,16 @@ def main(argv=None) -> int:
 
     def inner(argv):
         overrides, rest = config_lib.split_argv(argv)
-        p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__,
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = cli.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__)
         p.add_argument("--config", default="configs/default.py")
         p.add_argument("--out", default="benchmarks/results/scaling.json")
         p.add_argument("--png", default="benchmarks/scaling.png")
         p.add_argument("--md", default="benchmarks/results/scaling.md")
-        p.add_argument("--episodes", type=int, default=4)
-        p.add_argument("--torch-episodes", type=int, default=2)
+        p.add_argument("--episodes", type=cli.positive_int, default=4)
+        p.add_argument("--torch-episodes", type=cli.positive_int, default=2)
         p.add_argument("--no-torch", action="store_true")
-        p.add_argument("--torch-max-s", type=float, default=120.0)
-        p.add_argument("--torch-threads", type=int, default=None, help="default: os.cpu_count()")
+        p.add_argument("--torch-max-s", type=cli.positive_float, default=120.0)
+        p.add_argument("--torch-threads", type=cli.positive_int, default=None, help="default: os.cpu_count()")
         p.add_argument("--only", default="T,C,width,depth")
         a = p.parse_args(rest)
         only = [k.strip() for k in a.only.split(",") if k.strip()]

@@ -18,7 +18,6 @@ counts, PyTorch's own run-to-run difference as the noise floor).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -278,17 +277,16 @@ def main(argv=None) -> int:
 
     def inner(argv):
         overrides, rest = config_lib.split_argv(argv)
-        p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = cli.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__)
         p.add_argument("--config", default=DEFAULT_CONFIG)
         p.add_argument("--out", default=None, help="write the report JSON here")
         p.add_argument("--skip-torch", action="store_true")
-        p.add_argument("--episodes-only", type=int, default=None, metavar="N",
+        p.add_argument("--episodes-only", type=cli.positive_int, default=None, metavar="N",
                        help="time only the first N episodes of both (quick run)")
-        p.add_argument("--repeat", type=int, default=1, help="run the protocol R times; best wall time is reported")
+        p.add_argument("--repeat", type=cli.positive_int, default=1, help="run the protocol R times; best wall time is reported")
         p.add_argument("--no-utilisation", action="store_true")
-        p.add_argument("--util-reps", type=int, default=10)
-        p.add_argument("--peak-sizes", default="1024,2048", help="matmul sizes of the peak measurement")
+        p.add_argument("--util-reps", type=cli.positive_int, default=10)
+        p.add_argument("--peak-sizes", type=cli.int_list, default="1024,2048", help="matmul sizes of the peak measurement")
         p.add_argument("--torch-threads", default=None,
                        help="torch intra-op threads, default os.cpu_count(); a list like 2,1 runs the reference "
                             "once per value (the first is the headline, the others go to torch_other_threads)")
@@ -305,7 +303,7 @@ def main(argv=None) -> int:
             torch_ref.check_device(a.torch_device)  # before any work: a ValueError is one `error:` line
         report = run_benchmark(cfg, episodes=a.episodes_only, repeat=a.repeat, skip_torch=a.skip_torch,
                                isolate=not a.in_process, with_utilisation=not a.no_utilisation,
-                               util_reps=a.util_reps, peak_sizes=tuple(int(x) for x in a.peak_sizes.split(",")),
+                               util_reps=a.util_reps, peak_sizes=a.peak_sizes,
                                torch_threads=a.torch_threads, bundle_dir=a.keep_bundle,
                                torch_device=a.torch_device)
         report["config_file"] = a.config

@@ -17,7 +17,6 @@ authors' loop itself synchronises once per step, by logging the loss).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ import time
 import numpy as np
 
 from benchmarks import common
+from recovery_jax import cli
 
 
 def check_device(device: str) -> str:
@@ -190,13 +190,13 @@ def benchmark(b: common.Bundle, n_episodes: int | None = None, repeat: int = 1, 
     return {"report": res, "eval_losses": runs[0]["eval_losses"], "train_losses": runs[0]["train_losses"]}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.torch_ref")
+def _main(argv) -> int:
+    p = cli.ArgumentParser(prog="python -m benchmarks.torch_ref")
     p.add_argument("bundle")
     p.add_argument("out_prefix")
-    p.add_argument("--episodes", type=int, default=None)
-    p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--episodes", type=cli.positive_int, default=None)
+    p.add_argument("--repeat", type=cli.positive_int, default=1)
+    p.add_argument("--threads", type=cli.positive_int, default=None)
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
     b = common.read_bundle(a.bundle)
@@ -204,6 +204,10 @@ def main(argv=None) -> int:
     np.savez(a.out_prefix + ".npz", eval_losses=out["eval_losses"], train_losses=out["train_losses"])
     common.write_json(a.out_prefix + ".json", out["report"])
     return 0
+
+
+def main(argv=None) -> int:
+    return cli.guarded(_main, argv)
 
 
 if __name__ == "__main__":
