@@ -17,6 +17,11 @@ what MediaWiki renders, not a full parser:
   lead section ``"Title#(lead)"``; reference-like sections (References, See also,
   External links, ...) and list-like sections (less than half of the text in
   sentence-like lines) are dropped.
+
+Why not a real parser: a version on ``mwparserfromhell`` 0.7.2 (its tree, with the same
+prose policy) gave the same 1517 sections and 1516 identical texts (the other one lost a bare
+URL), but took 7-9x the CPU time to clean the dump (about 7-10 s instead of about 1 s;
+even its C tokenizer alone takes about 2 s), so the stdlib version stays.
 """
 
 from __future__ import annotations
