@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import importlib.util
 import itertools
 import json
 import os
@@ -81,31 +80,6 @@ class RunSpec:
     @property
     def name(self) -> str:
         return f"{self.point.name}/seed={self.seed}" if self.point.name else f"seed={self.seed}"
-
-
-def load_sweep_file(path: str):
-    """(get_config(), get_sweep() or None) of a config file; problems are ConfigErrors."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} does not exist")
-    spec = importlib.util.spec_from_file_location(f"_rj_sweep_{abs(hash(os.path.abspath(path)))}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except ConfigError:
-        raise
-    except Exception as e:
-        raise ConfigError(f"config file {path!r} failed to load: {type(e).__name__}: {e}") from e
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file {path!r} has no get_config() function")
-    try:
-        cfg = module.get_config()
-        sweep = module.get_sweep() if hasattr(module, "get_sweep") else None
-    except ConfigError:
-        raise
-    except Exception as e:
-        raise ConfigError(f"config file {path!r} failed to load: {type(e).__name__}: {e}") from e
-    config_lib.check_keys(cfg)
-    return cfg, sweep
 
 
 def _valid_keys() -> dict:
@@ -289,7 +263,7 @@ def _set(cfg, key: str, value: Any) -> None:
 def build_runs(path: str, overrides: Sequence[str] = (), seeds: Sequence[int] | None = None,
                variants: Sequence[str] | None = None) -> tuple[list[RunSpec], dict]:
     """Expand a config file into validated runs. Returns (runs, normalized spec)."""
-    base, raw = load_sweep_file(path)
+    base, raw = config_lib.load_file(path)  # (get_config(), get_sweep() or None)
     spec = normalize_spec(raw)
     base = config_lib.apply_overrides(base, overrides)
     override_keys = [o.split("=", 1)[0] for o in overrides]
