@@ -204,3 +204,21 @@ def test_summarize_degenerate_inputs():
     s1 = metrics.summarize(np.ones((4, 3)), np.ones(6), None, M=2)
     assert s1["recovery_scores"] == [] and s1["online_loss"]["mean"] is None
     json.dumps(s1, allow_nan=False)
+
+
+def test_report_and_sweep_print_the_same_seed_statistics(tmp_path):
+    """The group row of report.md is stats.pm of the seeds' RS, the number sweep_summary.md prints."""
+    from recovery_jax import stats
+
+    dirs = [tmp_path / f"s{seed}" for seed in range(3)]
+    for seed, (d, rec) in enumerate(zip(dirs, (0.2, 0.3, 0.7))):
+        _write_run(d, 1e-3, seed, rec)
+    report.build_report(dirs, tmp_path / "rep", per_run_figures=False)
+    text = (tmp_path / "rep" / "report.md").read_text()
+    summaries = [json.loads((d / "summary.json").read_text()) for d in dirs]
+    rs1 = [s["recovery_scores"][0] for s in summaries]
+    # hand-computed: RS(1) ≈ 0.2, 0.3, 0.7 → mean 0.4, population std sqrt(((.2)²+(.1)²+(.3)²)/3) ≈ 0.216
+    assert np.mean(rs1) == pytest.approx(0.4, abs=2e-3) and np.std(rs1) == pytest.approx(0.216, abs=2e-3)
+    cell = stats.pm(stats.cycle_stat(stats.seed_stats(summaries), 0))
+    assert cell == stats.pm(stats.mean_std(rs1))
+    assert f"| all runs | 3 | {cell} |" in text

@@ -1,5 +1,6 @@
 """The computational toy model (PAPER.md §4)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -103,3 +104,27 @@ def test_matches_literal_algorithm(variant):
     res = toy.run_toy(cfg)
     ref = _reference_toy(variant, 30, 20, 6, 3, 0.02, 5)
     np.testing.assert_allclose(res.eval_losses, ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("field,value,fragment", [
+    ("T", 0, "--T 0 is not valid: the number of tasks"), ("T", 1, "must be an integer >= 2"),
+    ("N", -1, "--N -1 is not valid"), ("dim", 0, "--dim 0 is not valid"), ("epochs", 0, "--epochs 0 is not valid"),
+    ("seed", -2, "--seed -2"), ("lr", 0.0, "--lr 0.0 is not valid"), ("lr", float("inf"), "finite number > 0"),
+    ("variant", "cubic", "--variant 'cubic' is not valid; choose one of: identity, affine"),
+    ("reduction", "max", "choose one of: sum, mean"),
+])
+def test_validate_names_the_value_and_the_valid_range(field, value, fragment):
+    from recovery_jax.config import ConfigError
+
+    cfg = dataclasses.replace(toy.default_config("affine", N=8, dim=8, T=4, epochs=2), **{field: value})
+    with pytest.raises(ConfigError) as e:
+        toy.run_toy(cfg)  # refused before any work, also through the API
+    assert fragment in str(e.value)
+
+
+def test_config_record_is_what_save_toy_writes(tmp_path):
+    cfg = toy.default_config("affine", N=8, dim=8, T=4, epochs=2, seed=3)
+    toy.save_toy(toy.run_toy(cfg), tmp_path, plots=False)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored == json.loads(json.dumps(toy.config_record(cfg)))
+    assert stored["kind"] == "toy" and stored["T"] == 4 and stored["E"] == 2 and stored["toy"]["seed"] == 3
