@@ -71,6 +71,7 @@ def _quiet_orbax():
     raised an exception`, with a full traceback, via absl logging) before the same error reaches the
     caller; an exception escaping a thread would go to threading.excepthook. Both are collected here
     so the caller can name the cause once. Yields the list of exceptions seen in threads."""
+    _drop_closed_loop_noise()
     flt = _DropOrbaxRecords()
     loggers = [logging.getLogger("absl"), logging.getLogger()]
     for lg in loggers:
@@ -152,15 +153,11 @@ def _reason(exc: BaseException, path: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_NOISE_FILTER_ON = False
-
-
 def _drop_closed_loop_noise() -> None:
-    """After a failed read, tensorstore may complete reads that were still in flight on an asyncio loop
+    """After a failed read or write, tensorstore may complete operations still in flight on an asyncio loop
     orbax has closed; each then prints an unraisable `RuntimeError: Event loop is closed` traceback,
     at any later moment. Only those are dropped; every other unraisable goes to the previous hook."""
-    global _NOISE_FILTER_ON
-    if _NOISE_FILTER_ON:
+    if getattr(sys.unraisablehook, "drops_closed_loop_noise", False):
         return
     previous = sys.unraisablehook
 
@@ -170,8 +167,8 @@ def _drop_closed_loop_noise() -> None:
             return
         previous(unraisable)
 
+    hook.drops_closed_loop_noise = True
     sys.unraisablehook = hook
-    _NOISE_FILTER_ON = True
 
 
 def _first_line(exc: BaseException, limit: int = 240) -> str:
@@ -334,7 +331,6 @@ class Checkpointer:
         import jax
         import orbax.checkpoint as ocp
 
-        _drop_closed_loop_noise()
         path = os.path.join(self.directory, str(step))
         target = None
         if state_like is not None:

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ import numpy as np
 import optax
 import pytest
 
+from recovery_jax import checkpoint as checkpoint_lib
 from recovery_jax.checkpoint import TMP_MARK, CheckpointError, Checkpointer
 from recovery_jax.rundir import RunError
 
@@ -271,3 +273,18 @@ def test_clear(tmp_path):
     ck = saved(tmp_path)
     ck.clear()
     assert not os.path.exists(ck.directory) and ck.latest() is None and ck.steps() == []
+
+
+def test_closed_event_loop_noise_is_dropped_other_unraisables_kept(monkeypatch):
+    """tensorstore completing a read or write after orbax closed its loop: unraisable noise, nothing else."""
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    checkpoint_lib._drop_closed_loop_noise()
+    installed = sys.unraisablehook
+    checkpoint_lib._drop_closed_loop_noise()
+    assert sys.unraisablehook is installed  # not stacked on every save
+    noise = types.SimpleNamespace(exc_type=RuntimeError, exc_value=RuntimeError("Event loop is closed"))
+    other = types.SimpleNamespace(exc_type=RuntimeError, exc_value=RuntimeError("something else"))
+    sys.unraisablehook(noise)
+    sys.unraisablehook(other)
+    assert seen == [other]
