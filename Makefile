@@ -21,7 +21,7 @@ $(VENV)/.setup-core: pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.setup-test: $(VENV)/.setup-core
-	$(PIP) -c constraints.txt -e ".[test]"
+	$(PIP) -c constraints.txt -e ".[test,vision]"
 	touch $@
 
 demo: setup

@@ -132,13 +132,11 @@ class MemoryWindow:
 
 
 def model_dims(arch: str, hf: dict) -> dict:
-    if arch == "gpt_neox":
-        d, L, H = hf["hidden_size"], hf["num_hidden_layers"], hf["num_attention_heads"]
-        F = hf.get("intermediate_size") or 4 * d
-    else:
-        d, L, H = hf["n_embd"], hf["n_layer"], hf["n_head"]
-        F = hf.get("n_inner") or 4 * d
-    return {"d": int(d), "layers": int(L), "heads": int(H), "ff": int(F), "vocab": int(hf["vocab_size"])}
+    from recovery_jax import models
+
+    m = models.parse_config(arch, hf)
+    return {"d": m.hidden_size, "layers": m.num_layers, "heads": m.num_heads, "ff": m.intermediate_size,
+            "vocab": m.vocab_size}
 
 
 def flop_model(arch: str, hf: dict, C: int) -> dict:
@@ -288,14 +286,14 @@ def torch_supported(cfg) -> str | None:
         why.append("input masking / random windows")
     if cfg.eval.every_step:
         why.append("eval.every_step")
-    if cfg.model.arch == "gpt2" and cfg.model.dropout != "off":
-        why.append("dropout")
+    if cfg.model.dropout != "off":  # the HF config's dropouts (GPT-2: 0.1) would be active while training
+        why.append("model.dropout=from_hf")
     return "; ".join(why) or None
 
 
 def write_json(path: str, obj: Any) -> None:
-    """A benchmark report, written like every run file (recovery_jax.results.write_json_atomic: temp file +
+    """A benchmark report, written like every run file (recovery_jax.rundir.write_json_atomic: temp file +
     rename, numpy values converted, NaN as null, refuses to replace anything but a regular file)."""
-    from recovery_jax.results import write_json_atomic
+    from recovery_jax.rundir import write_json_atomic
 
     write_json_atomic(path, obj, indent=1)

@@ -26,7 +26,7 @@ import numpy as np
 
 from recovery_jax import cli, metrics, stats
 from recovery_jax import config as config_lib
-from recovery_jax.results import Run, load_run
+from recovery_jax.rundir import Run, load_run
 
 __all__ = ["varying_keys", "is_ignored_key", "is_seed_key", "group_runs", "build_report", "main"]
 
@@ -437,7 +437,7 @@ def build_report(
 
     ``per_run_figures=False`` writes only the comparison figures (several runs) and the tables.
 
-    Raises :class:`recovery_jax.results.RunDirError` for a directory that is not a run directory and
+    Raises :class:`recovery_jax.rundir.RunDirError` for a directory that is not a run directory and
     :class:`recovery_jax.cli.UsageError` for a document index outside some run's documents.
     """
     runs = load_runs(run_dirs, doc)

@@ -399,7 +399,7 @@ def _before_training(path: str, checkpoint: int | None) -> str:
         return (f"stopped before training resumed: the checkpoint after episode {checkpoint} in {path} is "
                 f"unchanged; continue with --resume")
     return (f"stopped before training started: no episode was trained and nothing was saved but the config in "
-            f"{path}; start again with --overwrite")
+            f"{path}; run the same command with --resume to start it")
 
 
 def _banner(p: Prepared) -> str:

@@ -213,9 +213,9 @@ def save_toy(result: ToyResult, out: str | Path, plots: bool = True) -> dict:
     task-1 loss plots (Fig 10: whole run on a symlog axis, and the last 3 epochs on a linear axis) and the
     ring PCA plot (Fig 11) to ``out``; returns the summary dict.
 
-    The directory is a valid run directory for :func:`recovery_jax.results.load_run` / the report.
+    The directory is a valid run directory for :func:`recovery_jax.rundir.load_run` / the report.
     """
-    from recovery_jax.results import write_json_atomic, write_npz_atomic
+    from recovery_jax.rundir import write_json_atomic, write_npz_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -109,13 +109,13 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
 def test_disk_full_keeps_earlier_files(tmp_path, monkeypatch):
     import errno
 
-    from recovery_jax import results, rundir
+    from recovery_jax import rundir
     rd = rundir.RunDir.open(str(tmp_path), {"a": 1})
     rd.write_json("summary.json", {"x": 1})
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(results, "_write_bytes_atomic", full)
+    monkeypatch.setattr(rundir, "_write_bytes_atomic", full)
     with pytest.raises(rundir.RunError, match="disk full while writing .*summary.json; the earlier files"):
         rd.write_json("summary.json", {"x": 2})
     rd.release()

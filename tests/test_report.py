@@ -8,7 +8,7 @@ import pytest
 
 from recovery_jax import cli, metrics, report
 from recovery_jax import config as config_lib
-from recovery_jax.results import RunDirError, load_run, write_json_atomic, write_npz_atomic
+from recovery_jax.rundir import RunDirError, load_run, write_json_atomic, write_npz_atomic
 
 T, E, M = 5, 3, 2
 K = T * E
@@ -81,9 +81,9 @@ def test_atomic_writers_replace_and_json_nan(tmp_path):
     # anything but a regular file is left alone (an atomic replace would swap e.g. /dev/null for a file)
     (tmp_path / "dir.json").mkdir()
     os.mkfifo(tmp_path / "fifo.npz")
-    with pytest.raises(ValueError, match="is not a regular file; not replacing it"):
+    with pytest.raises(RunDirError, match="is not a regular file; not replacing it"):
         write_json_atomic(tmp_path / "dir.json", {"a": 1})
-    with pytest.raises(ValueError, match="is not a regular file"):
+    with pytest.raises(RunDirError, match="is not a regular file"):
         write_npz_atomic(tmp_path / "fifo.npz", a=np.arange(2))
     assert (tmp_path / "dir.json").is_dir() and not (tmp_path / "fifo.npz").is_file()
     q = tmp_path / "y.npz"

@@ -71,7 +71,7 @@ def test_cli_writes_run_dir(tmp_path, capsys):
         np.testing.assert_allclose(s["recovery_scores"], metrics.recovery_scores(z["eval_losses"]), rtol=1e-6)
         assert z["eval_losses"].shape == (4 * 8 + 1, 8)
     # the toy output is a valid run directory for the report
-    from recovery_jax.results import load_run
+    from recovery_jax.rundir import load_run
 
     assert load_run(out).T == 8
     rc = toy.main(["--variant", "identity", "--literal", "--epochs", "2", "--no-plots",
