@@ -80,7 +80,9 @@ def _quiet_orbax():
     old_hook = threading.excepthook
 
     def hook(args):
-        if args.exc_value is not None:
+        if args.thread is not None and not type(args.thread).__module__.startswith("orbax."):
+            old_hook(args)  # not ours to silence
+        elif args.exc_value is not None:
             seen.append(args.exc_value)
 
     threading.excepthook = hook
