@@ -31,6 +31,7 @@ ignored, any other unknown tensor is an error.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Any
@@ -38,11 +39,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import traverse_util
 
 from .layers import F32, Dtype, Embed, Unembed, activation, apply_dropout, causal_attention, dense, maybe_dropout
 from .vision_common import (
-    Entry, check_table, convert, cross_entropy, normal_init, param_paths, read_hf_config, read_state_dict,
+    Entry, check_table, convert, cross_entropy, init_from_spec, param_paths, read_hf_config, read_state_dict,
     resolve_dir, to_state, write_hf_dir,
 )
 
@@ -283,19 +283,18 @@ def param_shapes(cfg: ImageGPTConfig) -> dict:
 
 def init_params(cfg: ImageGPTConfig, rng: jax.Array) -> dict:
     """HF init: weights N(0, initializer_range), the two c_proj weights / sqrt(2 n_layer); biases 0; LN scale 1."""
-    flat = param_paths(param_shapes(cfg))
-    out = {}
-    for i, (path, sds) in enumerate(sorted(flat.items())):
-        if path[-1] == "bias":
-            out[path] = jnp.zeros(sds.shape, jnp.float32)
-        elif path[-1] == "scale":
-            out[path] = jnp.ones(sds.shape, jnp.float32)
-        else:
-            std = cfg.initializer_range
-            if path[-2] == "c_proj":
-                std /= math.sqrt(2.0 * cfg.n_layers)
-            out[path] = normal_init(jax.random.fold_in(rng, i), sds.shape, std)
-    return traverse_util.unflatten_dict(out)
+    return _init_params(cfg, rng)
+
+
+@functools.partial(jax.jit, static_argnums=0)  # one compilation per config
+def _init_params(cfg: ImageGPTConfig, rng: jax.Array) -> dict:
+    def spec(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[str, float]:
+        if path[-1] in ("bias", "scale"):
+            return ("zeros" if path[-1] == "bias" else "ones"), 0.0
+        std = cfg.initializer_range
+        return "normal", std / math.sqrt(2.0 * cfg.n_layers) if path[-2] == "c_proj" else std
+
+    return init_from_spec(rng, param_paths(param_shapes(cfg)), spec)
 
 
 def key_table(cfg: ImageGPTConfig) -> list[Entry]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -294,8 +295,38 @@ def cross_entropy(logits_NK: jax.Array, labels_N: jax.Array, ignore_index: int =
     return jnp.sum(jnp.where(keep, nll, 0.0)) / jnp.sum(keep)
 
 
-def normal_init(key: jax.Array, shape: tuple[int, ...], std: float) -> jax.Array:
-    return std * jax.random.normal(key, shape, jnp.float32)
+def init_from_spec(rng: jax.Array, shapes: Mapping[tuple[str, ...], Any],
+                   spec: Callable[[tuple[str, ...], tuple[int, ...]], tuple[str, float]]) -> dict:
+    """Fresh fp32 params from spec(path, shape) -> ("zeros" | "ones" | "normal" | "trunc_normal", std).
+
+    All normal draws come from ONE flat standard-normal vector (and truncated ones, cut at +-2 absolute as torch's
+    trunc_normal_, from one more): one random op per kind instead of one per tensor keeps XLA:CPU compile time at
+    seconds for models with dozens of tensor shapes. Transiently needs a second copy of the weights' size."""
+    kinds = {path: spec(path, tuple(sds.shape)) for path, sds in sorted(shapes.items())}
+    out = {}
+    for j, kind in enumerate(("normal", "trunc_normal")):
+        paths = [p for p, (k, _) in kinds.items() if k == kind]
+        sizes = [math.prod(shapes[p].shape) for p in paths]
+        if not paths:
+            continue
+        key = jax.random.fold_in(rng, j)
+        if kind == "normal":
+            z = jax.random.normal(key, (sum(sizes),), jnp.float32)
+        else:
+            std = kinds[paths[0]][1]
+            if any(kinds[p][1] != std for p in paths):
+                raise AssertionError("truncated-normal tensors with different stds")  # not needed by any port
+            z = jax.random.truncated_normal(key, -2.0 / std, 2.0 / std, (sum(sizes),), jnp.float32)
+        offset = 0
+        for p, n in zip(paths, sizes):
+            out[p] = kinds[p][1] * z[offset: offset + n].reshape(shapes[p].shape)
+            offset += n
+    for p, (k, _) in kinds.items():
+        if k in ("zeros", "ones"):
+            out[p] = (jnp.zeros if k == "zeros" else jnp.ones)(shapes[p].shape, jnp.float32)
+        elif k not in ("normal", "trunc_normal"):
+            raise AssertionError(f"unknown init kind {k!r} for {'/'.join(p)}")
+    return traverse_util.unflatten_dict(out)
 
 
 def param_paths(shapes_tree: Mapping) -> dict[tuple[str, ...], Any]:

@@ -29,17 +29,17 @@ Pitfalls handled:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import traverse_util
 
 from .layers import F32, Dtype, LayerNorm, activation, apply_dropout, dense, maybe_dropout
 from .vision_common import (
-    Entry, check_table, conv_to_kernel, convert, cross_entropy, kernel_to_conv, linear, param_paths,
+    Entry, check_table, conv_to_kernel, convert, cross_entropy, init_from_spec, kernel_to_conv, linear, param_paths,
     read_hf_config, read_state_dict, resolve_dir, to_state, write_hf_dir,
 )
 
@@ -289,20 +289,19 @@ def param_shapes(cfg: ViTConfig) -> dict:
 def init_params(cfg: ViTConfig, rng: jax.Array) -> dict:
     """HF init: Linear / Conv weights N(0, initializer_range), biases 0, LayerNorm 1 / 0, CLS token and position
     embeddings truncated normal (std initializer_range, cut at +-2 absolute as torch's trunc_normal_)."""
-    flat = param_paths(param_shapes(cfg))
-    std = cfg.initializer_range
-    out = {}
-    for i, (path, sds) in enumerate(sorted(flat.items())):
-        key = jax.random.fold_in(rng, i)
+    return _init_params(cfg, rng)
+
+
+@functools.partial(jax.jit, static_argnums=0)  # one compilation per config
+def _init_params(cfg: ViTConfig, rng: jax.Array) -> dict:
+    def spec(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[str, float]:
         if path[-1] in ("cls_token", "position_embeddings"):
-            out[path] = std * jax.random.truncated_normal(key, -2.0 / std, 2.0 / std, sds.shape, jnp.float32)
-        elif path[-1] == "bias":
-            out[path] = jnp.zeros(sds.shape, jnp.float32)
-        elif path[-1] == "scale":
-            out[path] = jnp.ones(sds.shape, jnp.float32)
-        else:
-            out[path] = std * jax.random.normal(key, sds.shape, jnp.float32)
-    return traverse_util.unflatten_dict(out)
+            return "trunc_normal", cfg.initializer_range
+        if path[-1] in ("bias", "scale"):
+            return ("zeros" if path[-1] == "bias" else "ones"), 0.0
+        return "normal", cfg.initializer_range
+
+    return init_from_spec(rng, param_paths(param_shapes(cfg)), spec)
 
 
 def key_table(cfg: ViTConfig) -> list[Entry]:
