@@ -1,8 +1,13 @@
 """The compiled core: loss, batched evaluation, and one episode = M scanned updates + evaluation.
 
 Everything here is a pure function of an explicit state pytree
-`{"params", "opt_state", "step", "rng"}`; the host loop lives in `runner.py`. One episode is one
-XLA program (compiled once per run), its input state buffers donated.
+`{"params", "opt_state", "step", "rng"}` and of the run's hyper-parameters `hp` (`{"lr", "mask_prob",
+"vocab"}`: what may differ between the runs of a group); the host loop lives in `runner.py`. One episode is one
+XLA program (compiled once per run or group), its input state buffers donated.
+
+The run axis: `episode_R` / `evaluate_R` are the same functions vmapped over a leading axis R of state, hp,
+tasks and evaluation sets, so R independent runs (seeds, learning rates, orders, mask probabilities, per-run
+restricted vocabularies padded to the group's largest) are one program. A single run is R = 1.
 """
 
 from __future__ import annotations
@@ -73,6 +78,15 @@ class EpisodeSpec:
     eval_batch: int = 0  # 0: all documents in one batch
     every_step_eval: bool = False
     dropout: bool = False
+    # the runs of a group have vocabularies of different sizes, padded to the largest: logits at ids >=
+    # hp["vocab"] are masked out, so each run's softmax is over its own tokens only
+    vocab_mask: bool = False
+
+
+def default_hp(spec: "EpisodeSpec", lr: float, vocab: int) -> dict:
+    """One run's hyper-parameters as the compiled episode takes them (float32/int32 scalars)."""
+    return {"lr": jnp.asarray(lr, jnp.float32), "mask_prob": jnp.asarray(spec.mask_prob, jnp.float32),
+            "vocab": jnp.asarray(vocab, jnp.int32)}
 
 
 class Engine:
@@ -86,6 +100,8 @@ class Engine:
         self.spec = spec
         self.episode = jax.jit(self._episode, donate_argnums=(0,))
         self.evaluate = jax.jit(self._evaluate)
+        self.episode_R = jax.jit(jax.vmap(self._episode), donate_argnums=(0,))
+        self.evaluate_R = jax.jit(jax.vmap(self._evaluate))
 
     # ------------------------------------------------------------------ state
     def init_state(self, params: Params, rng: jax.Array) -> State:
@@ -93,17 +109,23 @@ class Engine:
                 "step": jnp.zeros((), jnp.int32), "rng": rng}
 
     # ------------------------------------------------------------------ losses
-    def loss(self, params, inputs_BL, targets_BL, weights_BL, dropout_key=None) -> jax.Array:
+    def logits(self, params, ids_BL, deterministic=True, rngs=None, hp=None) -> jax.Array:
+        logits = self.apply_fn(params, ids_BL, deterministic, rngs)
+        if self.spec.vocab_mask and hp is not None:
+            logits = jnp.where(jnp.arange(logits.shape[-1]) < hp["vocab"], logits, -jnp.inf)
+        return logits
+
+    def loss(self, params, inputs_BL, targets_BL, weights_BL, dropout_key=None, hp=None) -> jax.Array:
         """Mean over the batch of per-document losses (batch is 1 during training)."""
         deterministic = dropout_key is None
         rngs = None if deterministic else {"dropout": dropout_key}
-        logits = self.apply_fn(params, inputs_BL, deterministic, rngs)
+        logits = self.logits(params, inputs_BL, deterministic, rngs, hp)
         return masked_doc_losses(logits, targets_BL, weights_BL).mean()
 
-    def _evaluate(self, params, tokens_TC, mask_TC) -> jax.Array:
+    def _evaluate(self, params, tokens_TC, mask_TC, hp=None) -> jax.Array:
         """Loss of every document, batched (in chunks of eval_batch when memory requires)."""
         def losses(tok, msk):
-            return masked_doc_losses(self.apply_fn(params, tok, True, None), tok, msk)
+            return masked_doc_losses(self.logits(params, tok, hp=hp), tok, msk)
         T = tokens_TC.shape[0]
         b = self.spec.eval_batch
         if not b or b >= T:
@@ -116,8 +138,9 @@ class Engine:
         return out.reshape(-1)[:T]
 
     # ------------------------------------------------------------------ one episode
-    def _view(self, tokens_B, mask_B, key):
-        """The training input of one step: window (Fig 4b), then input masking (Fig 4a)."""
+    def _view(self, tokens_B, mask_B, key, mask_prob=None):
+        """The training input of one step: window (Fig 4b), then input masking (Fig 4a; a run of a group whose
+        own mask_prob is 0 draws a mask that hits nothing, so its inputs equal the run's alone)."""
         s = self.spec
         if s.window >= 0:
             k_win, key = jax.random.split(key)
@@ -128,13 +151,14 @@ class Engine:
             tokens, mask = tokens_B[: s.C], mask_B[: s.C]
         inputs = tokens
         if s.mask_prob > 0:
-            inputs = schedule.mask_tokens(tokens, key, s.mask_prob, s.mask_id)
+            inputs = schedule.mask_tokens(tokens, key, s.mask_prob if mask_prob is None else mask_prob, s.mask_id)
         return inputs, tokens, mask
 
-    def _episode(self, state: State, tokens_B, mask_B, eval_tokens_TC, eval_mask_TC):
+    def _episode(self, state: State, tokens_B, mask_B, eval_tokens_TC, eval_mask_TC, hp=None):
         """M updates on one document (each loss recorded before its update), then all-document
         evaluation. Returns (state, train_losses_M, eval_losses_T[, step_eval_losses_MT])."""
         s = self.spec
+        lr = None if hp is None else hp["lr"]
         params = state["params"]
         opt_state = self.opt.direction.init(params) if self.opt.reset_each_episode else state["opt_state"]
         rng, ep_key = jax.random.split(state["rng"])
@@ -143,25 +167,25 @@ class Engine:
         def step(carry, key):
             params, opt_state, gstep = carry
             k_view, k_drop = jax.random.split(key)
-            inputs, targets, weights = self._view(tokens_B, mask_B, k_view)
+            inputs, targets, weights = self._view(tokens_B, mask_B, k_view, None if hp is None else hp["mask_prob"])
             loss, grads = jax.value_and_grad(self.loss)(
-                params, inputs[None], targets[None], weights[None], k_drop if s.dropout else None)
+                params, inputs[None], targets[None], weights[None], k_drop if s.dropout else None, hp)
             direction, opt_state = self.opt.direction.update(grads, opt_state, params)
-            params = apply_update(params, direction, self.opt.lr_at(gstep))
-            out = (loss, self._evaluate(params, eval_tokens_TC, eval_mask_TC)) if s.every_step_eval else loss
+            params = apply_update(params, direction, self.opt.lr_at(gstep, lr))
+            out = (loss, self._evaluate(params, eval_tokens_TC, eval_mask_TC, hp)) if s.every_step_eval else loss
             return (params, opt_state, gstep + 1), out
 
         (params, opt_state, gstep), out = jax.lax.scan(step, (params, opt_state, state["step"]), keys)
         new_state = {"params": params, "opt_state": opt_state, "step": gstep, "rng": rng}
-        eval_T = self._evaluate(params, eval_tokens_TC, eval_mask_TC)
+        eval_T = self._evaluate(params, eval_tokens_TC, eval_mask_TC, hp)
         if s.every_step_eval:
             train_M, step_eval_MT = out
             return new_state, train_M, eval_T, step_eval_MT
         return new_state, out, eval_T
 
-    def train_then_eval(self, state: State, tokens_TB, mask_TB, eval_tokens_TC, eval_mask_TC) -> jax.Array:
+    def train_then_eval(self, state: State, tokens_TB, mask_TB, eval_tokens_TC, eval_mask_TC, hp=None) -> jax.Array:
         """Row i: all-document losses after one episode on document i, each from the same `state`
-        (the pairwise recovery matrix, PAPER.md §2.6). One sequential program over i."""
+        (the pairwise recovery matrix, docs/PROTOCOL.md §2.6). One sequential program over i."""
         def one(xs):
-            return self._episode(state, xs[0], xs[1], eval_tokens_TC, eval_mask_TC)[2]
+            return self._episode(state, xs[0], xs[1], eval_tokens_TC, eval_mask_TC, hp)[2]
         return jax.lax.map(one, (tokens_TB, mask_TB))

@@ -18,7 +18,9 @@ import optax
 @dataclass(frozen=True)
 class Optimizer:
     direction: optax.GradientTransformation
-    lr_at: Callable[[jax.Array], jax.Array]  # global step (0-based) -> learning rate
+    # (global step (0-based), base learning rate or None for the config's) -> learning rate; the base rate is an
+    # argument so that the runs of a group can each have their own (an array under the run axis)
+    lr_at: Callable[..., jax.Array]
     reset_each_episode: bool
     name: str
 
@@ -31,14 +33,22 @@ def effective_lr(cfg) -> float:
     return lr
 
 
-def make_schedule(cfg, total_steps: int) -> Callable[[jax.Array], jax.Array]:
-    lr = effective_lr(cfg)
+def make_schedule(cfg, total_steps: int) -> Callable[..., jax.Array]:
+    """lr(step, base) for base = the run's effective learning rate (default: this config's)."""
+    default = effective_lr(cfg)
     if cfg.optim.schedule == "constant":
-        return lambda step: jnp.asarray(lr, jnp.float32)
+        return lambda step, lr=None: jnp.asarray(default if lr is None else lr, jnp.float32)
     if cfg.optim.schedule == "cosine":
-        sched = optax.cosine_decay_schedule(lr, decay_steps=max(total_steps, 1),
-                                            alpha=cfg.optim.min_lr / lr if lr else 0.0)
-        return lambda step: jnp.asarray(sched(step), jnp.float32)
+        min_lr, steps = cfg.optim.min_lr, max(total_steps, 1)
+        at_default = optax.cosine_decay_schedule(default, decay_steps=steps, alpha=min_lr / default if default else 0.0)
+
+        def cosine(step, lr=None):
+            if lr is None:
+                return jnp.asarray(at_default(step), jnp.float32)
+            lr = jnp.asarray(lr, jnp.float32)  # a run's own base rate, traced under the run axis
+            alpha = jnp.where(lr > 0, min_lr / lr, 0.0)
+            return jnp.asarray(optax.cosine_decay_schedule(lr, decay_steps=steps, alpha=alpha)(step), jnp.float32)
+        return cosine
     raise ValueError(f"unknown schedule {cfg.optim.schedule!r}; valid: constant, cosine")
 
 

@@ -11,6 +11,7 @@ Randomness: one seed. Task selection uses it directly; the order, the parameter 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -25,8 +26,9 @@ import numpy as np
 from recovery_jax import config as config_lib
 from recovery_jax import data as data_lib
 from recovery_jax import interrupts, metrics, models, schedule
+from recovery_jax import optim as optim_lib
 from recovery_jax import rundir as rundir_lib
-from recovery_jax.engine import Engine, EpisodeSpec, auto_eval_batch, eval_doc_bytes
+from recovery_jax.engine import Engine, EpisodeSpec, auto_eval_batch, default_hp, eval_doc_bytes
 from recovery_jax.optim import make_optimizer
 from recovery_jax.rundir import Losses, RunError
 
@@ -113,7 +115,8 @@ def build_params(cfg, rd: RunData, key) -> tuple[models.ModelConfig, Any]:
     return mcfg, params
 
 
-def make_engine(cfg, mcfg: models.ModelConfig, total_steps: int, params, pad_id: int) -> Engine:
+def make_engine(cfg, mcfg: models.ModelConfig, total_steps: int, params, pad_id: int, *, vocab_mask: bool = False,
+                mask_prob: float | None = None) -> Engine:
     dtype = jnp.bfloat16 if cfg.model.dtype == "bfloat16" else jnp.float32
     model = models.build_model(mcfg, dtype=dtype, remat=cfg.model.remat, attn_block=cfg.model.attention_block)
 
@@ -128,11 +131,11 @@ def make_engine(cfg, mcfg: models.ModelConfig, total_steps: int, params, pad_id:
         trainable = models.trainable_mask(mcfg.arch, params, freeze_first=cfg.optim.freeze_first,
                                           freeze_last=cfg.optim.freeze_last)
     spec = EpisodeSpec(
-        M=cfg.M, C=cfg.C, mask_prob=float(cfg.variant.mask_prob),
+        M=cfg.M, C=cfg.C, mask_prob=float(cfg.variant.mask_prob if mask_prob is None else mask_prob),
         mask_id=pad_id if cfg.variant.mask_id < 0 else int(cfg.variant.mask_id),
         window=int(cfg.variant.window), window_start=int(cfg.variant.window_start),
         eval_batch=resolve_eval_batch(cfg, mcfg), every_step_eval=bool(cfg.eval.every_step),
-        dropout=models.uses_dropout(mcfg))
+        dropout=models.uses_dropout(mcfg), vocab_mask=vocab_mask)
     return Engine(apply_fn, make_optimizer(cfg, total_steps, trainable), spec, hidden_fn)
 
 
@@ -171,99 +174,177 @@ def make_run_order(cfg) -> schedule.Order:
 # ----------------------------------------------------------------------------- setup
 
 
+# Keys that may differ between the runs of one compiled group: they change values (documents, order, init,
+# learning rate, masking), never shapes or the program. Everything else must be equal (group_signature).
+PER_RUN_KEYS = ("seed", "optim.lr", "variant.mask_prob", "order.kind", "order.shuffle_n", "data.source",
+                "data.path", "data.text_field", "data.split", "data.first_t") + config_lib.PERFORMANCE_KEYS
+
+
+def group_signature(cfg) -> str:
+    """Runs with equal signatures can share one compiled program (one group). Filler orders have a random
+    number of episodes, and probes keep per-run host state: such runs are never grouped."""
+    flat = {k: v for k, v in config_lib.flatten(config_lib.to_dict(cfg)).items() if k not in PER_RUN_KEYS}
+    if cfg.order.kind == "filler" or config_lib.probe_names(cfg):
+        flat["alone"] = [cfg.seed, cfg.order.kind, cfg.data.source, cfg.optim.lr, cfg.variant.mask_prob]
+    flat["order.partial"] = cfg.order.kind == "partial"  # shuffle_n only matters for partial orders
+    return json.dumps(flat, sort_keys=True)
+
+
 @dataclasses.dataclass
-class Prepared:
-    """Everything the episode loop touches: compiled programs, device arrays, state and the loss record."""
+class Slot:
+    """One run of a group: its config, directory, tasks, model config and loss record."""
 
     cfg: Any
+    rundir: rundir_lib.RunDir
+    ckpt: Any
     order: schedule.Order
     data: RunData
     mcfg: models.ModelConfig
-    engine: Engine
-    state: dict
     losses: Losses
-    start_k: int
-    episode: Callable
-    evaluate: Callable
-    compile_s: float
     n_params: int
-    eval_tokens_TC: jax.Array
-    eval_mask_TC: jax.Array
-    train_tokens_TB: jax.Array
-    train_mask_TB: jax.Array
-    filler_tokens_NB: jax.Array | None
-    filler_mask_NB: jax.Array | None
     probes: Any = None
+    failed: str | None = None  # why this run stopped early (a non-finite loss in a group)
+
+    def arrays(self, k: int) -> dict:
+        return self.losses.arrays(k)
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything the episode loop touches: the group's runs, compiled programs, stacked device arrays."""
+
+    runs: list[Slot]
+    engine: Engine
+    state: dict  # leading run axis R on every leaf
+    hp_R: dict
+    start_k: int
+    episode: Callable = None
+    evaluate: Callable = None
+    compile_s: float = 0.0
+    eval_tokens_RTC: jax.Array = None
+    eval_mask_RTC: jax.Array = None
+    train_tokens_RTB: jax.Array = None
+    train_mask_RTB: jax.Array = None
+
+    @property
+    def cfg(self):
+        return self.runs[0].cfg
+
+    @property
+    def order(self) -> schedule.Order:
+        return self.runs[0].order
 
     @property
     def K(self) -> int:
         return self.order.n_episodes
 
+    @property
+    def R(self) -> int:
+        return len(self.runs)
+
     def task(self, k: int) -> tuple[jax.Array, jax.Array]:
-        """Tokens and mask trained in episode k (a document x_t, or a one-off filler)."""
-        d = int(self.order.docs_K[k - 1])
-        if d >= 0:
-            return self.train_tokens_TB[d], self.train_mask_TB[d]
-        f = int(self.order.filler_K[k - 1])
-        return self.filler_tokens_NB[f], self.filler_mask_NB[f]
+        """Tokens and mask each run trains on in episode k (a document x_t, or a one-off filler)."""
+        if self.R == 1 and self.order.docs_K[k - 1] < 0:  # fillers: only ever one run (group_signature)
+            d = self.runs[0].data
+            f = int(self.order.filler_K[k - 1])
+            return jnp.asarray(d.filler_tokens_NB[f])[None], jnp.asarray(d.filler_mask_NB[f])[None]
+        t_R = np.asarray([r.order.docs_K[k - 1] for r in self.runs])
+        r_R = np.arange(self.R)
+        return self.train_tokens_RTB[r_R, t_R], self.train_mask_RTB[r_R, t_R]
 
     def end_of_epoch(self, k: int) -> bool:
         return k == self.K or self.order.epoch_K[k] != self.order.epoch_K[k - 1]
 
+    def run_state(self, r: int) -> dict:
+        return jax.tree_util.tree_map(lambda x: x[r], self.state)
 
-def setup(cfg, rundir: rundir_lib.RunDir, ckpt, *, resume: bool, log,
+
+def setup(cfgs: list, rundirs: list, ckpts: list, *, resume: bool, log,
           check_stop: Callable[[], None] = lambda: None) -> Prepared:
-    order = make_run_order(cfg)
-    rd = prepare_data(cfg, order)
-    check_stop()
-    streams = seed_streams(cfg.seed)
-    mcfg, params = build_params(cfg, rd, streams["init"])
-    check_stop()
-    K, T = order.n_episodes, cfg.T
-    engine = make_engine(cfg, mcfg, K * cfg.M, params, rd.pad_id)
-    n_params = int(models.param_count(params))
-    rundir.write_json(rundir_lib.DOCUMENTS_FILE, dict(
-        rd.docs.to_json(), order_kind=cfg.order.kind, filler_ids=list(rd.filler_ids),
-        restrict_vocab=bool(cfg.data.restrict_vocab), vocab_size=int(rd.vocab_size)))
-    rundir.write_json(rundir_lib.MODEL_FILE, {"arch": mcfg.arch, "hf_config": models.to_hf_config(mcfg),
-                                              "n_params": n_params})
-    state = engine.init_state(params, streams["train"])
-    del params
-    losses = Losses.empty(K, cfg.M, T, every_step=bool(cfg.eval.every_step))
-    start_k = 0
-    if resume and ckpt.latest() is not None:
-        start_k, state, saved = ckpt.restore_run(state, log=log)
-        losses.restore(saved, start_k)
-        log(f"resumed from the checkpoint after episode {start_k}/{K}")
+    """Tasks, models, the compiled group episode and the loss records of R runs (R = 1: a single run)."""
+    runs, params_R, hp_R, keys_R = [], [], [], []
+    for cfg, rundir, ckpt in zip(cfgs, rundirs, ckpts):
+        order = make_run_order(cfg)
+        rd = prepare_data(cfg, order)
+        check_stop()
+        streams = seed_streams(cfg.seed)
+        mcfg, params = build_params(cfg, rd, streams["init"])
+        check_stop()
+        n_params = int(models.param_count(params))
+        rundir.write_json(rundir_lib.DOCUMENTS_FILE, dict(
+            rd.docs.to_json(), order_kind=cfg.order.kind, filler_ids=list(rd.filler_ids),
+            restrict_vocab=bool(cfg.data.restrict_vocab), vocab_size=int(rd.vocab_size)))
+        rundir.write_json(rundir_lib.MODEL_FILE, {"arch": mcfg.arch, "hf_config": models.to_hf_config(mcfg),
+                                                  "n_params": n_params})
+        runs.append(Slot(cfg, rundir, ckpt, order, rd, mcfg, Losses.empty(
+            order.n_episodes, cfg.M, cfg.T, every_step=bool(cfg.eval.every_step)), n_params))
+        params_R.append(params)
+        keys_R.append(streams["train"])
+    if len({r.order.n_episodes for r in runs}) != 1 or len({r.order.epoch_K.tobytes() for r in runs}) != 1:
+        raise RunError("the runs of a group need the same episodes per epoch; run them with --no-group")
+    cfg = cfgs[0]
+    V = max(r.mcfg.vocab_size for r in runs)  # per-run restricted vocabularies, padded to the largest
+    group_mcfg = dataclasses.replace(runs[0].mcfg, vocab_size=V)
+    engine = make_engine(cfg, group_mcfg, runs[0].order.n_episodes * cfg.M, params_R[0],
+                         runs[0].data.pad_id, vocab_mask=any(r.mcfg.vocab_size != V for r in runs),
+                         mask_prob=max(c.variant.mask_prob for c in cfgs))
+    states = []
+    for r, params, key in zip(runs, params_R, keys_R):
+        state = engine.init_state(models.pad_vocab(r.mcfg, params, V), key)
+        hp_R.append(default_hp(engine.spec, optim_lib.effective_lr(r.cfg), r.mcfg.vocab_size)
+                    | {"mask_prob": jnp.asarray(r.cfg.variant.mask_prob, jnp.float32)})
+        states.append(state)
+    del params_R
 
-    dev = lambda x: None if x is None else jnp.asarray(x)  # noqa: E731
-    p = Prepared(cfg, order, rd, mcfg, engine, state, losses, start_k, None, None, 0.0, n_params,
-                 dev(rd.eval_tokens_TC), dev(rd.eval_mask_TC), dev(rd.train_tokens_TB), dev(rd.train_mask_TB),
-                 dev(rd.filler_tokens_NB), dev(rd.filler_mask_NB))
+    start_k = 0
+    if resume:
+        found = {r.ckpt.latest() for r in runs}
+        if len(found) > 1:
+            raise RunError(f"the runs of this group were checkpointed after different episodes ({sorted(found, key=str)});"
+                           f" resume them one by one (--no-group)")
+        if found != {None}:
+            for i, r in enumerate(runs):
+                k, states[i], saved = r.ckpt.restore_run(states[i], log=log)
+                r.losses.restore(saved, k)
+                start_k = k
+            log(f"resumed from the checkpoint after episode {start_k}/{runs[0].order.n_episodes}")
+    stack = lambda xs: jax.tree_util.tree_map(lambda *x: jnp.stack(x), *xs)  # noqa: E731
+    p = Prepared(runs, engine, stack(states), stack(hp_R), start_k)
+    del states
+    p.eval_tokens_RTC = jnp.asarray(np.stack([r.data.eval_tokens_TC for r in runs]))
+    p.eval_mask_RTC = jnp.asarray(np.stack([r.data.eval_mask_TC for r in runs]))
+    p.train_tokens_RTB = jnp.asarray(np.stack([r.data.train_tokens_TB for r in runs]))
+    p.train_mask_RTB = jnp.asarray(np.stack([r.data.train_mask_TB for r in runs]))
     t0 = time.time()  # compile once, ahead of time, and time it apart from training
-    p.episode = engine.episode.lower(state, *p.task(start_k + 1), p.eval_tokens_TC, p.eval_mask_TC).compile()
-    p.evaluate = engine.evaluate.lower(state["params"], p.eval_tokens_TC, p.eval_mask_TC).compile()
+    p.episode = engine.episode_R.lower(p.state, *p.task(start_k + 1), p.eval_tokens_RTC, p.eval_mask_RTC,
+                                       p.hp_R).compile()
+    p.evaluate = engine.evaluate_R.lower(p.state["params"], p.eval_tokens_RTC, p.eval_mask_RTC, p.hp_R).compile()
     p.compile_s = time.time() - t0
     if start_k == 0:
-        losses.eval_losses[0] = np.asarray(p.evaluate(state["params"], p.eval_tokens_TC, p.eval_mask_TC))
-    if config_lib.probe_names(cfg):
-        p.probes = make_probes(cfg, p, rundir)
+        row0_R = np.asarray(p.evaluate(p.state["params"], p.eval_tokens_RTC, p.eval_mask_RTC, p.hp_R))
+        for r, row0 in zip(runs, row0_R):
+            r.losses.eval_losses[0] = row0
+    for i, r in enumerate(runs):
+        if config_lib.probe_names(r.cfg):
+            r.probes = make_probes(r, engine, p.run_state(i)["params"], start_k)
     return p
 
 
-def make_probes(cfg, p: Prepared, rundir: rundir_lib.RunDir):
+def make_probes(run: Slot, engine: Engine, params, start_k: int):
     from recovery_jax.probes import Probes
 
-    probes = Probes(config_lib.probe_names(cfg), engine=p.engine, arch=p.mcfg.arch, params=p.state["params"],
-                    eval_tokens_TC=p.eval_tokens_TC, eval_mask_TC=p.eval_mask_TC, train_tokens_TB=p.train_tokens_TB,
-                    train_mask_TB=p.train_mask_TB, doc=cfg.probes.doc, epoch=cfg.probes.epoch, T=cfg.T,
-                    grad_layer=cfg.probes.grad_layer, max_episodes=cfg.probes.max_episodes,
-                    sketch_dim=cfg.probes.sketch_dim, n_episodes=p.K)
-    if p.start_k:
-        snap = rundir.file(rundir_lib.PROBES_PARTIAL_FILE)
+    cfg, d = run.cfg, run.data
+    probes = Probes(config_lib.probe_names(cfg), engine=engine, arch=run.mcfg.arch, params=params,
+                    eval_tokens_TC=jnp.asarray(d.eval_tokens_TC), eval_mask_TC=jnp.asarray(d.eval_mask_TC),
+                    train_tokens_TB=jnp.asarray(d.train_tokens_TB), train_mask_TB=jnp.asarray(d.train_mask_TB),
+                    doc=cfg.probes.doc, epoch=cfg.probes.epoch, T=cfg.T, grad_layer=cfg.probes.grad_layer,
+                    max_episodes=cfg.probes.max_episodes, sketch_dim=cfg.probes.sketch_dim,
+                    n_episodes=run.order.n_episodes)
+    if start_k:
+        snap = run.rundir.file(rundir_lib.PROBES_PARTIAL_FILE)
         if not os.path.exists(snap):
             raise RunError(f"cannot resume the probes: {snap} is missing; rerun with --overwrite")
-        probes.restore(dict(np.load(snap)), p.start_k)
+        probes.restore(dict(np.load(snap)), start_k)
     return probes
 
 
@@ -271,23 +352,23 @@ def make_probes(cfg, p: Prepared, rundir: rundir_lib.RunDir):
 
 
 def episodes(p: Prepared, hooks: "Hooks") -> None:
-    """The protocol: episode k trains M steps on the task of order[k], then evaluates all T tasks."""
+    """The protocol: episode k trains M steps on the task of order[k], then evaluates all T tasks (every
+    run of the group at once)."""
     for k in range(p.start_k + 1, p.K + 1):
-        p.state, *out = p.episode(p.state, *p.task(k), p.eval_tokens_TC, p.eval_mask_TC)
-        p.losses.record(k, *out)
-        if not p.losses.finite(k):
-            hooks.diverged(k)
+        p.state, *out_R = p.episode(p.state, *p.task(k), p.eval_tokens_RTC, p.eval_mask_RTC, p.hp_R)
+        for run, *out in zip(p.runs, *map(np.asarray, out_R)):
+            run.losses.record(k, *out)
         hooks.after_episode(k, p.end_of_epoch(k))
 
 
 class Hooks:
-    """The side jobs of the loop, in the order they run after each episode: progress, probes, the recovery
-    scores and partial results at an epoch's end, the checkpoint policy, and a stop signal."""
+    """The side jobs of the loop, in the order they run after each episode: non-finite losses, progress,
+    probes, the recovery scores and partial results at an epoch's end, the checkpoint policy, a stop signal."""
 
-    def __init__(self, p: Prepared, rundir: rundir_lib.RunDir, ckpt, signals: interrupts.StopSignals, log):
-        self.p, self.rundir, self.ckpt, self.signals, self.log = p, rundir, ckpt, signals, log
+    def __init__(self, p: Prepared, signals: interrupts.StopSignals, log):
+        self.p, self.signals, self.log = p, signals, log
         self.every = p.cfg.checkpoint.every
-        self.saved_k = p.start_k if p.start_k else None  # the episode of the newest checkpoint on disk
+        self.saved_k = p.start_k if p.start_k else None  # the episode of the newest checkpoints on disk
         self.rs_reported: set[int] = set()
         self.progress = _Progress(p.K, p.start_k, p.cfg.progress, log)
 
@@ -297,116 +378,168 @@ class Hooks:
     def __exit__(self, *exc) -> None:
         self.progress.close()
 
+    def live(self) -> list[Slot]:
+        return [r for r in self.p.runs if r.failed is None]
+
     def after_episode(self, k: int, end_of_epoch: bool) -> None:
         p = self.p
-        self.progress.update(loss=float(p.losses.train_losses[(k - 1) * p.cfg.M]), doc=int(p.order.docs_K[k - 1]))
-        if p.probes is not None:
-            p.probes.after_episode(k, p.state)
-            if end_of_epoch:
-                p.probes.at_epoch_end(int(p.order.epoch_K[k - 1]) + 1, p.state)
+        for r in self.live():
+            if not r.losses.finite(k):
+                self.diverged(r, k)
+        m = p.cfg.M
+        self.progress.update(loss=float(np.mean([r.losses.train_losses[(k - 1) * m] for r in p.runs])),
+                             doc=int(p.order.docs_K[k - 1]))
+        for i, r in enumerate(self.live()):
+            if r.probes is not None:
+                state = p.run_state(i)
+                r.probes.after_episode(k, state)
+                if end_of_epoch:
+                    r.probes.at_epoch_end(int(p.order.epoch_K[k - 1]) + 1, state)
         if end_of_epoch:
             self.report_recovery(k)
-            self.rundir.write_losses(p.losses, k, p.order.docs_K)
+            for r in self.live():
+                r.rundir.write_losses(r.losses, k, r.order.docs_K)
         if k < p.K and (self.every == "episode" or (self.every == "epoch" and end_of_epoch)):
             self.checkpoint(k)
         if self.signals.hit:
             self.stop(k)
 
     def report_recovery(self, k: int) -> None:
-        rs = metrics.recovery_scores(self.p.losses.eval_losses[: k + 1], self.p.order.docs_K[:k])
-        for n, v in enumerate(np.atleast_1d(rs), start=1):
-            if n not in self.rs_reported and np.isfinite(v):
+        rs_R = np.asarray([np.atleast_1d(metrics.recovery_scores(r.losses.eval_losses[: k + 1], r.order.docs_K[:k]))
+                           for r in self.live()])
+        for n in range(1, rs_R.shape[1] + 1 if rs_R.size else 1):
+            v = rs_R[:, n - 1]
+            if n not in self.rs_reported and np.isfinite(v).all():
                 self.rs_reported.add(n)
-                self.progress.write(f"  cycle {n}: recovery score {_fmt(float(v))}")
+                spread = f" ± {float(v.std(ddof=1)):.3f} over {len(v)} runs" if len(v) > 1 else ""
+                self.progress.write(f"  cycle {n}: recovery score {_fmt(float(v.mean()))}{spread}")
 
     def checkpoint(self, k: int) -> None:
         if self.saved_k == k:
             return
-        if self.p.probes is not None:  # first, so a checkpoint never exists without its probe data
-            self.rundir.write_npz(rundir_lib.PROBES_PARTIAL_FILE, **self.p.probes.snapshot())
-        self.ckpt.save_run(k, self.p.state, self.p.losses.arrays(k))
+        for i, r in enumerate(self.p.runs):
+            if r.failed is not None:
+                continue
+            if r.probes is not None:  # first, so a checkpoint never exists without its probe data
+                r.rundir.write_npz(rundir_lib.PROBES_PARTIAL_FILE, **r.probes.snapshot())
+            r.ckpt.save_run(k, self.p.run_state(i), r.losses.arrays(k))
         self.saved_k = k
 
     def stop(self, k: int) -> None:
-        """After a stop signal: a checkpoint of this episode whatever the policy, the partial results, exit."""
+        """After a stop signal: checkpoints of this episode whatever the policy, the partial results, exit."""
         self.checkpoint(k)
-        self.rundir.write_losses(self.p.losses, k, self.p.order.docs_K)
+        for r in self.live():
+            r.rundir.write_losses(r.losses, k, r.order.docs_K)
+        where = self.p.runs[0].rundir.path if self.p.R == 1 else f"the {self.p.R} run directories"
         raise interrupts.Interrupted(
             f"stopped after episode {k}/{self.p.K}: checkpoint and partial results (losses.npz, episodes 0..{k}) "
-            f"are in {self.rundir.path}; continue with --resume", self.signals.code)
+            f"are in {where}; continue with --resume", self.signals.code)
 
-    def diverged(self, k: int) -> None:
-        p = self.p
-        self.rundir.write_losses(p.losses, k, p.order.docs_K)
-        raise RunError(f"non-finite loss in episode {k} (epoch {p.order.epoch_K[k - 1] + 1}) with learning rate "
-                       f"{p.cfg.optim.lr:g}; lower optim.lr. Results up to episode {k} are in {self.rundir.path}")
+    def diverged(self, r: Slot, k: int) -> None:
+        r.rundir.write_losses(r.losses, k, r.order.docs_K)
+        r.failed = (f"non-finite loss in episode {k} (epoch {r.order.epoch_K[k - 1] + 1}) with learning rate "
+                    f"{r.cfg.optim.lr:g}; lower optim.lr. Results up to episode {k} are in {r.rundir.path}")
+        if self.p.R == 1:
+            raise RunError(r.failed)
+        self.log(f"run {r.rundir.path}: {r.failed}")
 
 
 # ----------------------------------------------------------------------------- run and finish
 
 
 def run(cfg, workdir: str, *, resume: bool = False, overwrite: bool = False, log=print) -> dict:
-    """Train cyclically and write the run directory; returns the summary dict."""
+    """Train cyclically and write the run directory; returns the summary dict (a group of one run)."""
+    out = run_group([cfg], [workdir], resume=resume, overwrite=overwrite, log=log)[0]
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+def run_group(cfgs: list, workdirs: list[str], *, resume: bool = False, overwrite: bool = False,
+              log=print) -> list:
+    """Train R runs as one compiled program, each into its own run directory (the files of a single run).
+    Returns, per run, its summary dict or the RunError that stopped it (a non-finite loss)."""
     from recovery_jax.checkpoint import Checkpointer  # orbax is heavy; import only for a run
 
-    cfg = config_lib.validate(cfg)
+    cfgs = [config_lib.validate(c) for c in cfgs]
+    if len({group_signature(c) for c in cfgs}) > 1:
+        raise config_lib.ConfigError("these runs cannot share one compiled program (they differ in more than "
+                                     f"{', '.join(PER_RUN_KEYS[:4])}, ...); run them with --no-group")
     t_start = time.time()
-    with interrupts.StopSignals() as signals, jax.default_matmul_precision(cfg.model.matmul_precision), \
-            rundir_lib.RunDir.open(workdir, config_lib.to_dict(cfg), resume=resume, overwrite=overwrite) as rundir:
-        if resume and os.path.exists(rundir.file(rundir_lib.SUMMARY_FILE)):
-            log(f"the run in {workdir} is already finished; nothing to resume")
-            with open(rundir.file(rundir_lib.SUMMARY_FILE)) as f:
-                return json.load(f)
-        ckpt = Checkpointer(rundir.path, keep=cfg.checkpoint.keep)
-        stopped = lambda: signals.check(_before_training(rundir.path, ckpt.latest() if resume else None))  # noqa
-        p = setup(cfg, rundir, ckpt, resume=resume, log=log, check_stop=stopped)
-        stopped()
+    with contextlib.ExitStack() as stack:
+        signals = stack.enter_context(interrupts.StopSignals())
+        stack.enter_context(jax.default_matmul_precision(cfgs[0].model.matmul_precision))
+        rundirs = [stack.enter_context(rundir_lib.RunDir.open(w, config_lib.to_dict(c), resume=resume,
+                                                              overwrite=overwrite)) for c, w in zip(cfgs, workdirs)]
+        finished = [resume and os.path.exists(rd.file(rundir_lib.SUMMARY_FILE)) for rd in rundirs]
+        if all(finished):
+            log(f"the run{'s' if len(workdirs) > 1 else ''} in {', '.join(workdirs)} "
+                f"{'are' if len(workdirs) > 1 else 'is'} already finished; nothing to resume")
+            return [json.load(open(rd.file(rundir_lib.SUMMARY_FILE))) for rd in rundirs]
+        if any(finished):
+            raise RunError("some runs of this group are finished and some are not; resume the unfinished ones")
+        ckpts = [Checkpointer(rd.path, keep=c.checkpoint.keep) for rd, c in zip(rundirs, cfgs)]
+        latest = [ck.latest() for ck in ckpts] if resume else []
+        stopped = lambda: signals.check(_before_training(workdirs, latest))  # noqa: E731
+        p = setup(cfgs, rundirs, ckpts, resume=resume, log=log, check_stop=stopped)
+        signals.check(_before_training(workdirs, [p.start_k or None]))
         log(_banner(p))
         t_train = time.time()
-        with Hooks(p, rundir, ckpt, signals, log) as hooks:
+        with Hooks(p, signals, log) as hooks:
             episodes(p, hooks)
-        summary = finish(p, rundir, ckpt, train_s=time.time() - t_train, total_s=time.time() - t_start)
-        _print_table(summary, log)
-        return summary
+        out = [finish(p, r, train_s=time.time() - t_train, total_s=time.time() - t_start) for r in p.runs]
+        for r, o in zip(p.runs, out):
+            if p.R > 1:
+                log(f"\n{r.rundir.path}:")
+            if isinstance(o, dict):
+                _print_table(o, log)
+        return out
 
 
-def finish(p: Prepared, rundir: rundir_lib.RunDir, ckpt, *, train_s: float, total_s: float) -> dict:
-    cfg, K = p.cfg, p.K
+def finish(p: Prepared, run: Slot, *, train_s: float, total_s: float):
+    """The summary of one run of the group (or its RunError), its files, and no more checkpoints."""
+    if run.failed is not None:
+        return RunError(run.failed)
+    cfg, K = run.cfg, p.K
     done = K - p.start_k
-    summary = metrics.summarize(p.losses.eval_losses, p.losses.train_losses, p.order.docs_K, cfg.M)
+    summary = metrics.summarize(run.losses.eval_losses, run.losses.train_losses, run.order.docs_K, cfg.M)
     train_tokens, eval_tokens = done * cfg.M * cfg.C, done * cfg.T * cfg.C
     summary.update({
-        "episodes": K, "n_params": p.n_params, "restrict_vocab": bool(cfg.data.restrict_vocab),
-        "vocab_size": int(p.data.vocab_size), "compile_s": p.compile_s, "train_wall_s": train_s,
+        "episodes": K, "n_params": run.n_params, "restrict_vocab": bool(cfg.data.restrict_vocab),
+        "vocab_size": int(run.data.vocab_size), "compile_s": p.compile_s, "train_wall_s": train_s,
         "total_wall_s": total_s, "episodes_per_s": done / max(train_s, 1e-9),
         "train_tokens_per_s": train_tokens / max(train_s, 1e-9),
         "tokens_per_s": (train_tokens + eval_tokens) / max(train_s, 1e-9),
-        "resumed_from_episode": p.start_k, "device": jax.devices()[0].device_kind,
+        "resumed_from_episode": p.start_k, "device": jax.devices()[0].device_kind, "group_size": p.R,
     })
-    rundir.write_losses(p.losses, K, p.order.docs_K)
-    if p.probes is not None:
-        rundir.write_npz(rundir_lib.PROBES_FILE, **p.probes.finish())
-        if os.path.exists(rundir.file(rundir_lib.PROBES_PARTIAL_FILE)):
-            os.unlink(rundir.file(rundir_lib.PROBES_PARTIAL_FILE))
-    rundir.write_json(rundir_lib.SUMMARY_FILE, summary)
-    ckpt.clear()
+    run.rundir.write_losses(run.losses, K, run.order.docs_K)
+    if run.probes is not None:
+        run.rundir.write_npz(rundir_lib.PROBES_FILE, **run.probes.finish())
+        if os.path.exists(run.rundir.file(rundir_lib.PROBES_PARTIAL_FILE)):
+            os.unlink(run.rundir.file(rundir_lib.PROBES_PARTIAL_FILE))
+    run.rundir.write_json(rundir_lib.SUMMARY_FILE, summary)
+    run.ckpt.clear()
     return summary
 
 
-def _before_training(path: str, checkpoint: int | None) -> str:
+def _before_training(workdirs: list[str], checkpoints: list) -> str:
     """What is on disk when a stop signal arrives before the first episode."""
-    if checkpoint is not None:
-        return (f"stopped before training resumed: the checkpoint after episode {checkpoint} in {path} is "
-                f"unchanged; continue with --resume")
+    where = workdirs[0] if len(workdirs) == 1 else f"the {len(workdirs)} run directories"
+    if any(c is not None for c in checkpoints):
+        return (f"stopped before training resumed: the checkpoints in {where} are unchanged "
+                f"(after episode {max(c for c in checkpoints if c is not None)}); continue with --resume")
     return (f"stopped before training started: no episode was trained and nothing was saved but the config in "
-            f"{path}; run the same command with --resume to start it")
+            f"{where}; run the same command with --resume to start it")
 
 
 def _banner(p: Prepared) -> str:
-    cfg = p.cfg
-    return (f"model {p.mcfg.arch} {p.n_params / 1e6:.2f}M params | T={cfg.T} C={cfg.C} M={cfg.M} E={cfg.E} "
-            f"| {p.K} episodes | optimizer {cfg.optim.name} lr {cfg.optim.lr:g}"
-            + (f" | restricted softmax: {p.data.vocab_size} tokens (data.restrict_vocab)"
+    cfg, r0 = p.cfg, p.runs[0]
+    vocab = sorted({r.data.vocab_size for r in p.runs})
+    return (f"model {r0.mcfg.arch} {r0.n_params / 1e6:.2f}M params | T={cfg.T} C={cfg.C} M={cfg.M} E={cfg.E} "
+            f"| {p.K} episodes | optimizer {cfg.optim.name} lr "
+            f"{'/'.join(sorted({f'{r.cfg.optim.lr:g}' for r in p.runs}))}"
+            + (f" | {p.R} runs in one program" if p.R > 1 else "")
+            + (f" | restricted softmax: {'/'.join(map(str, vocab))} tokens (data.restrict_vocab)"
                if cfg.data.restrict_vocab else "")
             + f" | evaluation in chunks of {p.engine.spec.eval_batch} documents"
             + f" | compiled in {p.compile_s:.1f}s")

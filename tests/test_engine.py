@@ -120,7 +120,8 @@ def test_resolve_eval_batch(value, want):
     hf = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
           "intermediate_size": 32, "rotary_pct": 0.25, "max_position_embeddings": 128}
     assert jax.default_backend() == "cpu"  # the test suite runs on CPU
-    assert runner.resolve_eval_batch(cfg, "gpt_neox", hf) == want
+    from recovery_jax import models
+    assert runner.resolve_eval_batch(cfg, models.parse_config("gpt_neox", hf)) == want
 
 
 def test_padding_never_enters_the_loss():

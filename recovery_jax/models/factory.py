@@ -1,82 +1,104 @@
-"""build_model / init_params: model construction and the initialisation schemes compared in the paper (B.4)."""
+"""From a run config to a model: model_config (the one step from the run config's `model` section),
+build_model, init_params with the initialisation schemes compared in the paper (B.4), restrict_vocab."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
+import numpy as np
 from flax import traverse_util
 
-from .config import ModelConfig, parse_config
-from .gpt2 import GPT2LM
-from .gpt_neox import GPTNeoXLM
+from . import registry
+from .config import SHAPE_FIELDS, ModelConfig, check_fields, without_dropout
 
 COMPUTE_DTYPES = (jnp.float32, jnp.bfloat16)
 INIT_SCHEMES = ("pythia", "pythia_1b_hardcoded", "normal", "gpt2")
-
-# Matrix roles per architecture: "in" = small_init in the Pythia recipe, "out" = wang_init (residual outputs).
-_ROLES = {
-    "gpt_neox": {"query_key_value": "in", "dense_h_to_4h": "in", "embed_in": "in", "embed_out": "in",
-                 "dense": "out", "dense_4h_to_h": "out"},
-    "gpt2": {"c_attn": "in", "c_fc": "in", "wte": "in", "wpe": "in", "c_proj": "out"},
-}
+DROPOUT_MODES = ("off", "from_hf")
 
 
-def build_model(arch: str, hf_config: dict, *, dtype: Any = jnp.float32, remat: bool = False,
-                attn_block: int = 64) -> nn.Module:
-    """Flax module for an HF config dict. `dtype` is the compute dtype (params stay fp32); remat checkpoints
-    blocks; attn_block is the causal attention's query block (0: the full C x C matrix; same numbers)."""
-    cfg = parse_config(arch, hf_config)
+def model_config(model_cfg: Mapping[str, Any], vocab_size: int | None) -> ModelConfig:
+    """The from-scratch model of the run config's `model` section.
+
+    The preset's ModelConfig with each non-zero model.<field> of SHAPE_FIELDS replacing the field of the same
+    name; `vocab_size` replaces the preset's when given (None keeps it); dropout rates 0 with
+    model.dropout="off". A new width leaves the preset's intermediate_size alone (the paper's scripts), except
+    where the preset's FF width is the architecture's default multiple of the width (GPT-2: n_inner=None), which
+    follows the new width. Errors are one-line ValueErrors naming the run-config key.
+    """
+    arch = registry.get(model_cfg["arch"])
+    preset = model_cfg["preset"]
+    if preset not in registry.PRESETS:
+        raise ValueError(f"model.preset={preset!r} is not a known preset; valid: {sorted(registry.PRESETS)}")
+    owner = registry.PRESETS[preset][0]
+    if owner != arch.name:
+        raise ValueError(f"model.preset={preset!r} is a {owner} model but model.arch={arch.name!r}")
+    base = arch.parse_hf(arch.presets[preset])
+    changes = {f: int(model_cfg.get(f, 0)) for f in SHAPE_FIELDS if model_cfg.get(f, 0)}
+    if (arch.ff_multiple and "hidden_size" in changes and "intermediate_size" not in changes
+            and base.intermediate_size == arch.ff_multiple * base.hidden_size):
+        changes["intermediate_size"] = arch.ff_multiple * changes["hidden_size"]
+    if vocab_size is not None:
+        changes["vocab_size"] = int(vocab_size)
+    check_fields({**vars(base), **changes}, name=lambda f: f"model.{f}" if f in SHAPE_FIELDS else f)
+    cfg = dataclasses.replace(base, **changes)
+    dropout = model_cfg.get("dropout", "off")
+    if dropout not in DROPOUT_MODES:
+        raise ValueError(f"model.dropout={dropout!r} is not valid; valid: {list(DROPOUT_MODES)}")
+    return without_dropout(cfg) if dropout == "off" else cfg
+
+
+def build_model(mcfg: ModelConfig, *, dtype: Any = jnp.float32, remat: bool = False, attn_block: int = 64) -> nn.Module:
+    """Flax module of a ModelConfig. `dtype` is the compute dtype (params stay fp32); remat checkpoints blocks;
+    attn_block is the causal attention's query block (0: the full C x C matrix; same numbers)."""
     if int(attn_block) < 0:
         raise ValueError(f"attn_block must be >= 0 (0: full attention matrix), got {attn_block!r}")
-    cfg = dataclasses.replace(cfg, attn_block=int(attn_block))
     if not any(jnp.dtype(dtype) == jnp.dtype(d) for d in COMPUTE_DTYPES):
         raise ValueError(f"unsupported compute dtype {dtype!r}; valid: ['float32', 'bfloat16']")
-    cls = GPTNeoXLM if arch == "gpt_neox" else GPT2LM
-    return cls(cfg=cfg, dtype=jnp.dtype(dtype), remat=bool(remat))
+    cfg = dataclasses.replace(mcfg, attn_block=int(attn_block))
+    return registry.get(cfg).module(cfg=cfg, dtype=jnp.dtype(dtype), remat=bool(remat))
 
 
-def param_shapes(arch: str, hf_config: dict) -> dict:
+def param_shapes(mcfg: ModelConfig) -> dict:
     """Parameter pytree of jax.ShapeDtypeStruct, computed without allocating (works for 12B on a laptop)."""
-    model = build_model(arch, hf_config)
+    model = build_model(mcfg)
     ids = jnp.zeros((1, 1), jnp.int32)
     return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids))["params"]
 
 
-def _std(cfg: ModelConfig, path: tuple[str, ...], scheme: str) -> float:
+def _std(cfg: ModelConfig, roles: Mapping[str, str], path: tuple[str, ...], scheme: str) -> float:
     """Std of the normal init for a weight matrix / embedding at `path` under `scheme`."""
-    module = path[-2]
-    role = _ROLES[cfg.arch].get(module)
+    role = roles.get(path[-2])
     if role is None:
         raise AssertionError(f"no init role for parameter {'/'.join(path)}")  # table out of sync with the model
     if scheme in ("pythia", "pythia_1b_hardcoded"):
-        d, n = (cfg.d_model, cfg.n_layers) if scheme == "pythia" else (2048, 16)
+        d, n = (cfg.hidden_size, cfg.num_layers) if scheme == "pythia" else (2048, 16)
         return math.sqrt(2.0 / (5.0 * d)) if role == "in" else 2.0 / (n * math.sqrt(d))
     if scheme == "normal":
         return cfg.initializer_range
     # "gpt2": N(0, initializer_range) with residual projections scaled by 1/sqrt(2 * n_layer) (HF GPT-2).
-    return cfg.initializer_range / (math.sqrt(2.0 * cfg.n_layers) if role == "out" else 1.0)
+    return cfg.initializer_range / (math.sqrt(2.0 * cfg.num_layers) if role == "out" else 1.0)
 
 
-def init_params(arch: str, hf_config: dict, rng: jax.Array, scheme: str = "pythia") -> dict:
-    """Fresh fp32 params. Biases 0, LayerNorm scale 1 / bias 0, matrices N(0, std(scheme)):
+def init_params(mcfg: ModelConfig, rng: jax.Array, scheme: str = "pythia") -> dict:
+    """Fresh fp32 params. Biases 0, LayerNorm scale 1 / bias 0, matrices N(0, std(scheme)), where each
+    architecture says which matrices are inputs ("in") and which residual outputs ("out"):
 
-    - "pythia": small_init std sqrt(2/(5d)) for qkv, h->4h, embed_in, embed_out; wang_init 2/(L sqrt d) for
-      attention.dense and 4h->h, with the model's own width d and depth L (GPT-2 by analogy: c_attn, c_fc,
-      wte, wpe small; both c_proj wang).
+    - "pythia": small_init std sqrt(2/(5d)) for "in" (NeoX: qkv, h->4h, embed_in, embed_out); wang_init
+      2/(L sqrt d) for "out" (attention.dense, 4h->h), with the model's own width d and depth L.
     - "pythia_1b_hardcoded": the same with d=2048, L=16 whatever the model (the authors' scripts).
     - "normal": N(0, initializer_range=0.02) everywhere (HF default init).
     - "gpt2": HF GPT-2 init: N(0, 0.02), residual output projections / sqrt(2 * n_layer).
     """
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {scheme!r}; valid: {list(INIT_SCHEMES)}")
-    cfg = parse_config(arch, hf_config)
-    flat = traverse_util.flatten_dict(param_shapes(arch, hf_config))
+    roles = registry.get(mcfg).init_roles
+    flat = traverse_util.flatten_dict(param_shapes(mcfg))
     out = {}
     for i, (path, sds) in enumerate(sorted(flat.items())):
         leaf = path[-1]
@@ -85,7 +107,7 @@ def init_params(arch: str, hf_config: dict, rng: jax.Array, scheme: str = "pythi
         elif leaf == "scale":  # LayerNorm gain
             out[path] = jnp.ones(sds.shape, jnp.float32)
         else:
-            out[path] = _std(cfg, path, scheme) * _standard_normal(jax.random.fold_in(rng, i), sds.shape)
+            out[path] = _std(mcfg, roles, path, scheme) * _standard_normal(jax.random.fold_in(rng, i), sds.shape)
     return traverse_util.unflatten_dict(out)
 
 
@@ -93,3 +115,39 @@ def init_params(arch: str, hf_config: dict, rng: jax.Array, scheme: str = "pythi
 def _standard_normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """One compilation per distinct shape (a handful per model), generated directly on the default device."""
     return jax.random.normal(key, shape, jnp.float32)
+
+
+def restrict_vocab(mcfg: ModelConfig, params: dict, vocab_map_V: Any) -> tuple[ModelConfig, dict]:
+    """Keep only the vocabulary entries of the token ids vocab_map_V (embedding rows, output columns, tied rows):
+    the restricted softmax, or the authors' resize to the tokenizer's length with vocab_map_V = arange(n)."""
+    ids_V = np.asarray(vocab_map_V)
+    out = dict(params)
+    for path, axis in registry.get(mcfg).vocab_params:
+        node = out
+        for key in path[:-1]:  # copy the dicts along the path; the caller's tree is not modified
+            node[key] = dict(node[key])
+            node = node[key]
+        node[path[-1]] = node[path[-1]][(slice(None),) * axis + (ids_V,)]
+    return dataclasses.replace(mcfg, vocab_size=int(len(ids_V))), out
+
+
+def pad_vocab(mcfg: ModelConfig, params: dict, vocab_size: int) -> dict:
+    """Zero vocabulary entries appended up to `vocab_size`: the runs of a group with restricted vocabularies of
+    different sizes share the largest's shapes; the engine masks each run's logits beyond its own size, so the
+    padded entries get no gradient and the run computes what it computes alone."""
+    extra = int(vocab_size) - mcfg.vocab_size
+    if extra < 0:
+        raise ValueError(f"cannot pad a vocabulary of {mcfg.vocab_size} down to {vocab_size}")
+    if extra == 0:
+        return params
+    out = dict(params)
+    for path, axis in registry.get(mcfg).vocab_params:
+        node = out
+        for key in path[:-1]:
+            node[key] = dict(node[key])
+            node = node[key]
+        x = node[path[-1]]
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, extra)
+        node[path[-1]] = jnp.pad(x, widths)
+    return out
