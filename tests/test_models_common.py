@@ -77,7 +77,7 @@ def check_training_parity(arch: str, model, hf: dict, remat: bool = False) -> No
     """Loss, every gradient, and the loss after one SGD / one Adam step agree with torch (attention in query
     blocks of 16, so the block-skipping path with a ragged diagonal is what is checked against torch)."""
     ids, labels = padded_batch(hf["vocab_size"])
-    module = build_model(arch, hf, remat=remat, attn_block=16)
+    module = build_model(parse_config(arch, hf), remat=remat, attn_block=16)
     grad_fn = jax.jit(jax.value_and_grad(
         lambda p: masked_next_token_ce(module.apply({"params": p}, jnp.asarray(ids)), jnp.asarray(labels))))
 
@@ -132,12 +132,11 @@ def test_param_counts_match_transformers():
     from recovery_jax.models import param_count, param_shapes
 
     for name, (arch, hf) in PRESETS.items():
-        cfg_cls, model_cls = ((transformers.GPTNeoXConfig, transformers.GPTNeoXForCausalLM) if arch == "gpt_neox"
-                              else (transformers.GPT2Config, transformers.GPT2LMHeadModel))
         with torch.device("meta"):
-            ref = sum(p.numel() for p in model_cls(cfg_cls(**hf)).parameters())
-        assert param_count(param_shapes(arch, hf)) == ref, name
-    assert param_count(param_shapes(*PRESETS["pythia-70m"])) == 70_426_624
+            model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**hf))
+        ref = sum(p.numel() for p in model.parameters())
+        assert param_count(param_shapes(parse_config(arch, hf))) == ref, name
+    assert param_count(param_shapes(parse_config(*PRESETS["pythia-70m"]))) == 70_426_624
 
 
 def test_preset_config_overrides_and_errors():
@@ -168,7 +167,7 @@ def test_unsupported_config_values(arch, override, match):
     base = "pythia-70m" if arch == "gpt_neox" else "gpt2"
     hf = dict(PRESETS[base][1], **override)
     with pytest.raises(ValueError, match=match):
-        build_model(arch, hf)
+        build_model(parse_config(arch, hf))
 
 
 def test_config_spellings():
@@ -179,6 +178,6 @@ def test_config_spellings():
     hf5["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}
     assert parse_config("gpt_neox", hf5) == legacy
     with pytest.raises(ValueError, match="unknown architecture 'llama'"):
-        build_model("llama", hf)
+        parse_config("llama", hf)
     with pytest.raises(ValueError, match="compute dtype"):
-        build_model("gpt_neox", hf, dtype=jnp.float16)
+        build_model(legacy, dtype=jnp.float16)

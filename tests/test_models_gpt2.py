@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from recovery_jax.models import build_model, load_hf
+from recovery_jax.models import build_model, load_hf, parse_config
 
 from .test_models_common import (  # noqa: F401  (highest_precision is an autouse fixture)
     check_training_parity, highest_precision, jax_params, jit_apply, tiny_gpt2, torch,
@@ -30,7 +30,8 @@ def test_logits_and_hidden_match_transformers(tmp_path, extra):
     ids = np.random.default_rng(1).integers(0, hf["vocab_size"], (2, SEQ))
     with torch.no_grad():
         out = model(torch.from_numpy(ids), output_hidden_states=True)
-    logits, hidden = jit_apply(build_model(arch, hf))({"params": params}, jnp.asarray(ids), return_hidden=True)
+    module = build_model(parse_config(arch, hf))
+    logits, hidden = jit_apply(module)({"params": params}, jnp.asarray(ids), return_hidden=True)
     assert logits.shape == (2, SEQ, hf["vocab_size"]) and logits.dtype == jnp.float32
     assert np.max(np.abs(np.asarray(logits) - out.logits.numpy())) <= 1e-5
     assert np.max(np.abs(np.asarray(hidden) - out.hidden_states[-1].numpy())) <= 1e-5
@@ -64,7 +65,7 @@ def test_loss_gradients_and_optimizer_steps_match_torch(extra):
 def test_dropout():
     model, hf = tiny_gpt2()  # HF default pdrops: 0.1
     params = jax_params("gpt2", model, hf)
-    apply = jit_apply(build_model("gpt2", hf))
+    apply = jit_apply(build_model(parse_config("gpt2", hf)))
     ids = np.random.default_rng(0).integers(0, 257, (2, 24))
 
     def run(key=None, deterministic=False):
@@ -78,7 +79,7 @@ def test_dropout():
     assert np.array_equal(run(0, deterministic=True), det)  # rngs given but deterministic: dropout off
     with torch.no_grad():
         assert np.max(np.abs(det - model(torch.from_numpy(ids)).logits.numpy())) <= 1e-5
-    remat = build_model("gpt2", hf, remat=True)
+    remat = build_model(parse_config("gpt2", hf), remat=True)
     out = jit_apply(remat)({"params": params}, ids, deterministic=False, rngs={"dropout": jax.random.PRNGKey(0)})
     assert np.array_equal(np.asarray(out), run(0))  # remat replays the same dropout masks
 
@@ -88,5 +89,6 @@ def test_tied_head_is_wte():
     params = jax_params("gpt2", model, hf)
     assert "lm_head" not in params
     ids = jnp.zeros((1, 4), jnp.int32)
-    logits, hidden = jit_apply(build_model("gpt2", hf))({"params": params}, ids, return_hidden=True)
+    module = build_model(parse_config("gpt2", hf))
+    logits, hidden = jit_apply(module)({"params": params}, ids, return_hidden=True)
     np.testing.assert_allclose(logits, hidden @ params["wte"]["embedding"].T, atol=1e-6)

@@ -14,8 +14,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from recovery_jax.models import (
-    block_param_path, build_model, export_hf, get_by_path, init_params, load_hf, param_count, preset_config,
-    trainable_mask,
+    block_param_path, build_model, export_hf, get_by_path, init_params, load_hf, param_count, parse_config,
+    preset_config, trainable_mask,
 )
 
 from .test_models_common import (  # noqa: F401  (highest_precision is an autouse fixture)
@@ -31,7 +31,7 @@ def torch_logits(model, ids=IDS) -> np.ndarray:
 
 
 def our_logits(arch, hf, params, ids=IDS) -> np.ndarray:
-    return np.asarray(jit_apply(build_model(arch, hf))({"params": params}, jnp.asarray(ids)))
+    return np.asarray(jit_apply(build_model(parse_config(arch, hf)))({"params": params}, jnp.asarray(ids)))
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,7 @@ def test_init_schemes_match_formulas():
         "gpt2": (0.02, 0.02 / math.sqrt(2 * n)),
     }
     for scheme, (s_in, s_out) in expect.items():
-        p = init_params(arch, hf, key, scheme=scheme)
+        p = init_params(parse_config(arch, hf), key, scheme=scheme)
         layer = p["layers_1"]
         checks = [(p["embed_in"]["embedding"], s_in), (p["embed_out"]["kernel"], s_in),
                   (layer["attention"]["query_key_value"]["kernel"], s_in),
@@ -219,15 +219,15 @@ def test_init_schemes_match_formulas():
             assert abs(float(jnp.mean(w))) < 0.05 * std
         assert float(jnp.max(jnp.abs(layer["attention"]["dense"]["bias"]))) == 0.0
         assert bool(jnp.all(layer["input_layernorm"]["scale"] == 1)) and bool(jnp.all(p["final_layer_norm"]["bias"] == 0))
-    a, b = init_params(arch, hf, key), init_params(arch, hf, key)
+    a, b = init_params(parse_config(arch, hf), key), init_params(parse_config(arch, hf), key)
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda x, y: bool(jnp.array_equal(x, y)), a, b))
-    c = init_params(arch, hf, jax.random.PRNGKey(1))
+    c = init_params(parse_config(arch, hf), jax.random.PRNGKey(1))
     assert not np.array_equal(a["embed_in"]["embedding"], c["embed_in"]["embedding"])
     with pytest.raises(ValueError, match=r"unknown init scheme 'xavier'; valid: \['pythia'"):
-        init_params(arch, hf, key, scheme="xavier")
+        init_params(parse_config(arch, hf), key, scheme="xavier")
     # GPT-2 default init: c_proj scaled by 1/sqrt(2 n_layer), tied wte
     arch2, hf2 = preset_config("gpt2", vocab_size=512, n_embd=256, n_layer=3, n_head=4)
-    p2 = init_params(arch2, hf2, key, scheme="gpt2")
+    p2 = init_params(parse_config(arch2, hf2), key, scheme="gpt2")
     assert abs(float(jnp.std(p2["h_0"]["mlp"]["c_proj"]["kernel"])) / (0.02 / math.sqrt(6)) - 1) < 0.03
     assert abs(float(jnp.std(p2["wte"]["embedding"])) / 0.02 - 1) < 0.03
 
@@ -235,7 +235,7 @@ def test_init_schemes_match_formulas():
 def test_trainable_mask_and_block_paths():
     arch, hf = preset_config("pythia-14m", vocab_size=64, hidden_size=32, num_hidden_layers=3,
                              num_attention_heads=2, intermediate_size=64)
-    params = init_params(arch, hf, jax.random.PRNGKey(0))
+    params = init_params(parse_config(arch, hf), jax.random.PRNGKey(0))
     per_block = param_count(params["layers_0"])
     emb = param_count(params["embed_in"])
     total = param_count(params)

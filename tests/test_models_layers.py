@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from recovery_jax.models import build_model
+from recovery_jax.models import build_model, parse_config
 from recovery_jax.models.layers import apply_rotary, causal_attention, rotary_cos_sin
 
 
@@ -91,13 +91,13 @@ def test_model_logits_do_not_depend_on_attention_block(arch):
     ids = jax.random.randint(jax.random.PRNGKey(0), (2, 90), 0, 97)
     outs = []
     for block in (0, 16, 64):
-        m = build_model(arch, hf, attn_block=block)
+        m = build_model(parse_config(arch, hf), attn_block=block)
         params = m.init(jax.random.PRNGKey(1), ids[:, :4])["params"]
         outs.append(np.asarray(jax.jit(m.apply)({"params": params}, ids)))
     np.testing.assert_allclose(outs[1], outs[0], atol=2e-5, rtol=0)
     np.testing.assert_allclose(outs[2], outs[0], atol=2e-5, rtol=0)
     with pytest.raises(ValueError, match="attn_block must be >= 0"):
-        build_model(arch, hf, attn_block=-1)
+        build_model(parse_config(arch, hf), attn_block=-1)
 
 
 def test_exact_gelu_and_its_gradient_match_float64():

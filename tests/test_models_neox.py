@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from recovery_jax.models import build_model, load_hf
+from recovery_jax.models import build_model, load_hf, parse_config
 
 from .test_models_common import (  # noqa: F401  (highest_precision is an autouse fixture)
     check_training_parity, highest_precision, jax_params, jit_apply, masked_next_token_ce, padded_batch, tiny_neox, torch,
@@ -29,7 +29,8 @@ def test_logits_and_hidden_match_transformers(tmp_path, rotary_pct, parallel, he
     ids = np.random.default_rng(1).integers(0, hf["vocab_size"], (2, SEQ))
     with torch.no_grad():
         out = model(torch.from_numpy(ids), output_hidden_states=True)
-    logits, hidden = jit_apply(build_model(arch, hf))({"params": params}, jnp.asarray(ids), return_hidden=True)
+    module = build_model(parse_config(arch, hf))
+    logits, hidden = jit_apply(module)({"params": params}, jnp.asarray(ids), return_hidden=True)
     assert logits.dtype == jnp.float32 and logits.shape == (2, SEQ, hf["vocab_size"])
     assert np.max(np.abs(np.asarray(logits) - out.logits.numpy())) <= 1e-5
     assert np.max(np.abs(np.asarray(hidden) - out.hidden_states[-1].numpy())) <= 1e-5
@@ -40,7 +41,7 @@ def test_qkv_layout_is_per_head(tmp_path):
     model, hf = tiny_neox(rotary_pct=1.0)
     params = jax_params("gpt_neox", model, hf)
     ids = jnp.asarray(np.random.default_rng(0).integers(0, 257, (1, 16)))
-    apply = jit_apply(build_model("gpt_neox", hf))
+    apply = jit_apply(build_model(parse_config("gpt_neox", hf)))
     ref = apply({"params": params}, ids)
     k = params["layers_0"]["attention"]["query_key_value"]["kernel"]  # [D, 3D] with columns (H, 3, d)
     swapped = k.reshape(64, 4, 3, 16).transpose(0, 2, 1, 3).reshape(64, 192)
@@ -57,7 +58,7 @@ def test_loss_gradients_and_optimizer_steps_match_torch(parallel, remat):
 def test_right_padding_does_not_change_document_loss():
     model, hf = tiny_neox()
     params = jax_params("gpt_neox", model, hf)
-    apply = jit_apply(build_model("gpt_neox", hf))
+    apply = jit_apply(build_model(parse_config("gpt_neox", hf)))
     ids, labels = padded_batch(hf["vocab_size"], lengths=(30,), seq=64)
 
     def loss(i, lab):
@@ -71,16 +72,16 @@ def test_bf16_compute():
     model, hf = tiny_neox()
     params = jax_params("gpt_neox", model, hf)
     ids = jnp.asarray(padded_batch(hf["vocab_size"])[0])
-    logits_bf16, hidden = jit_apply(build_model("gpt_neox", hf, dtype=jnp.bfloat16))({"params": params}, ids,
-                                                                                    return_hidden=True)
+    model_bf16 = build_model(parse_config("gpt_neox", hf), dtype=jnp.bfloat16)
+    logits_bf16, hidden = jit_apply(model_bf16)({"params": params}, ids, return_hidden=True)
     assert logits_bf16.dtype == jnp.float32 and hidden.dtype == jnp.bfloat16
-    ref = jit_apply(build_model("gpt_neox", hf))({"params": params}, ids)
+    ref = jit_apply(build_model(parse_config("gpt_neox", hf)))({"params": params}, ids)
     assert 0 < np.max(np.abs(np.asarray(logits_bf16) - np.asarray(ref))) < 5e-2
     assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
 
 
 def test_sequence_longer_than_max_positions_rejected():
     _, hf = tiny_neox(max_position_embeddings=16)
-    module = build_model("gpt_neox", hf)
+    module = build_model(parse_config("gpt_neox", hf))
     with pytest.raises(ValueError, match="exceeds max_position_embeddings 16"):
         jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, 17), jnp.int32)))

@@ -21,89 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from .config import ModelConfig, check_arch, parse_config
+from . import registry
+from .config import ModelConfig
 from .factory import param_shapes
+from .registry import parse_config
 
 CONFIG_NAME = "config.json"
 SAFE_SINGLE, SAFE_INDEX = "model.safetensors", "model.safetensors.index.json"
 BIN_SINGLE, BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
-
-_ARCH_BY_NAME = {
-    "gpt_neox": "gpt_neox", "GPTNeoXForCausalLM": "gpt_neox",
-    "gpt2": "gpt2", "GPT2LMHeadModel": "gpt2",
-}
-# Buffers that HF checkpoints may carry and that hold no trainable state.
-_IGNORED = {
-    "gpt_neox": [
-        r"gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)",
-        r"gpt_neox\.rotary_emb\.(inv_freq|original_inv_freq)",
-    ],
-    "gpt2": [r"(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)", r"lm_head\.weight"],  # lm_head is tied to wte
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class _Entry:
-    """One parameter: accepted HF key spellings, our path, HF shape, and whether to transpose a torch Linear."""
-
-    keys: tuple[str, ...]
-    path: tuple[str, ...]
-    shape: tuple[int, ...]
-    transpose: bool = False
-    vocab_rows: bool = False  # rows indexed by token id: truncated by load_hf(vocab_size=...)
-
-
-def _neox_table(cfg: ModelConfig, vocab: int) -> list[_Entry]:
-    d, f = cfg.d_model, cfg.d_ff
-    t = [
-        _Entry(("gpt_neox.embed_in.weight",), ("embed_in", "embedding"), (vocab, d), vocab_rows=True),
-        _Entry(("embed_out.weight", "lm_head.weight"), ("embed_out", "kernel"), (vocab, d), True, True),
-        _Entry(("gpt_neox.final_layer_norm.weight",), ("final_layer_norm", "scale"), (d,)),
-        _Entry(("gpt_neox.final_layer_norm.bias",), ("final_layer_norm", "bias"), (d,)),
-    ]
-    linears = [("attention.query_key_value", 3 * d, d, cfg.attention_bias), ("attention.dense", d, d, cfg.attention_bias),
-               ("mlp.dense_h_to_4h", f, d, True), ("mlp.dense_4h_to_h", d, f, True)]
-    for i in range(cfg.n_layers):
-        src, dst = f"gpt_neox.layers.{i}.", (f"layers_{i}",)
-        for ln in ("input_layernorm", "post_attention_layernorm"):
-            t.append(_Entry((src + ln + ".weight",), dst + (ln, "scale"), (d,)))
-            t.append(_Entry((src + ln + ".bias",), dst + (ln, "bias"), (d,)))
-        for name, n_out, n_in, bias in linears:
-            sub = dst + tuple(name.split("."))
-            t.append(_Entry((src + name + ".weight",), sub + ("kernel",), (n_out, n_in), transpose=True))
-            if bias:
-                t.append(_Entry((src + name + ".bias",), sub + ("bias",), (n_out,)))
-    return t
-
-
-def _gpt2_table(cfg: ModelConfig, vocab: int) -> list[_Entry]:
-    d, f = cfg.d_model, cfg.d_ff
-
-    def e(key: str, path: tuple[str, ...], shape: tuple[int, ...], vocab_rows: bool = False) -> _Entry:
-        return _Entry((key, "transformer." + key), path, shape, vocab_rows=vocab_rows)
-
-    t = [
-        e("wte.weight", ("wte", "embedding"), (vocab, d), vocab_rows=True),
-        e("wpe.weight", ("wpe", "embedding"), (cfg.max_len, d)),
-        e("ln_f.weight", ("ln_f", "scale"), (d,)),
-        e("ln_f.bias", ("ln_f", "bias"), (d,)),
-    ]
-    # Conv1D weights are stored [in, out], the Flax kernel layout: copied without transposing.
-    convs = [("attn.c_attn", d, 3 * d), ("attn.c_proj", d, d), ("mlp.c_fc", d, f), ("mlp.c_proj", f, d)]
-    for i in range(cfg.n_layers):
-        src, dst = f"h.{i}.", (f"h_{i}",)
-        for ln in ("ln_1", "ln_2"):
-            t.append(e(src + ln + ".weight", dst + (ln, "scale"), (d,)))
-            t.append(e(src + ln + ".bias", dst + (ln, "bias"), (d,)))
-        for name, n_in, n_out in convs:
-            sub = dst + tuple(name.split("."))
-            t.append(e(src + name + ".weight", sub + ("kernel",), (n_in, n_out)))
-            t.append(e(src + name + ".bias", sub + ("bias",), (n_out,)))
-    return t
-
-
-def _table(arch: str, cfg: ModelConfig, vocab: int) -> list[_Entry]:
-    return _neox_table(cfg, vocab) if arch == "gpt_neox" else _gpt2_table(cfg, vocab)
 
 
 # ----------------------------------------------------------------------------------------------- tensor sources
@@ -245,10 +170,10 @@ def _convert(arch: str, hf_config: dict, source: _Source, vocab_size: int | None
     if vocab_size is not None and not 0 < vocab_size <= src_vocab:
         raise ValueError(f"vocab_size={vocab_size} must be in [1, {src_vocab}] (the checkpoint's vocab_size)")
     rows = None if vocab_size in (None, src_vocab) else vocab_size
-    target_cfg = dict(hf_config, vocab_size=vocab_size or src_vocab)
-    expected = traverse_util.flatten_dict(param_shapes(arch, target_cfg))
+    expected = traverse_util.flatten_dict(param_shapes(dataclasses.replace(cfg, vocab_size=vocab_size or src_vocab)))
 
-    table = _table(arch, cfg, src_vocab)
+    arch_spec = registry.get(cfg)
+    table = arch_spec.hf_params(cfg)
     paths = [e.path for e in table]
     if len(set(paths)) != len(paths) or set(paths) != set(expected):  # converter bug, not a user error
         raise AssertionError(f"converter table out of sync with the model: {set(paths) ^ set(expected)}")
@@ -273,7 +198,7 @@ def _convert(arch: str, hf_config: dict, source: _Source, vocab_size: int | None
         # copy=True: never alias host buffers (torch tensors, mmaps) that the caller may mutate later
         out[e.path] = jnp.array(np.ascontiguousarray(arr), dtype=dtype, copy=True)
         used.add(key)
-    ignored = {k for k in available - used if any(re.fullmatch(p, k) for p in _IGNORED[arch])}
+    ignored = {k for k in available - used if any(re.fullmatch(p, k) for p in arch_spec.hf_ignored)}
     unknown = sorted(available - used - ignored)
     if unknown:
         raise ValueError(f"checkpoint has {len(unknown)} unexpected tensor(s) for {arch}: {unknown[:10]}")
@@ -283,23 +208,15 @@ def _convert(arch: str, hf_config: dict, source: _Source, vocab_size: int | None
 def convert_state_dict(arch: str, hf_config: dict, state_dict: Mapping[str, Any], *, dtype: Any = jnp.float32,
                        vocab_size: int | None = None) -> dict:
     """HF-named state dict (torch tensors or numpy arrays) -> our params, with the same checks as load_hf."""
-    return _convert(check_arch(arch), hf_config, _MappingSource(state_dict), vocab_size, dtype)
+    return _convert(arch, hf_config, _MappingSource(state_dict), vocab_size, dtype)
 
 
 # -------------------------------------------------------------------------------------------------- load / export
 
 
 def detect_arch(hf_config: dict) -> str:
-    """"gpt_neox" or "gpt2" from config.json's model_type / architectures."""
-    names = [hf_config.get("model_type")] + list(hf_config.get("architectures") or [])
-    found = {_ARCH_BY_NAME[n] for n in names if n in _ARCH_BY_NAME}
-    if len(found) != 1:
-        raise ValueError(
-            f"unknown or ambiguous architecture: model_type={hf_config.get('model_type')!r}, "
-            f"architectures={hf_config.get('architectures')!r}; supported: GPTNeoXForCausalLM (gpt_neox), "
-            "GPT2LMHeadModel (gpt2)"
-        )
-    return found.pop()
+    """The architecture name (e.g. "gpt_neox") of config.json's model_type / architectures."""
+    return registry.detect(hf_config).name
 
 
 def _weight_files(d: Path) -> tuple[str, list[Path]]:
@@ -346,7 +263,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 def load_hf(path_or_id: str, *, revision: str | None = None, dtype: Any = jnp.float32,
             vocab_size: int | None = None) -> tuple[str, dict, dict]:
-    """Load an HF GPT-NeoX / GPT-2 causal LM -> (arch, hf_config, params).
+    """Load an HF causal LM of a registered architecture -> (arch, hf_config, params).
 
     `path_or_id`: a directory with config.json and model.safetensors / a sharded model.safetensors.index.json /
     pytorch_model.bin, or a Hub id (downloaded at `revision`, e.g. "step0"). `vocab_size` keeps only the first
@@ -381,11 +298,18 @@ def load_hf(path_or_id: str, *, revision: str | None = None, dtype: Any = jnp.fl
     return arch, hf_config, params
 
 
+def load_pretrained(path_or_id: str, *, revision: str | None = None,
+                    dtype: Any = jnp.float32) -> tuple[ModelConfig, dict]:
+    """load_hf for the model side: (ModelConfig, params)."""
+    arch, hf_config, params = load_hf(path_or_id, revision=revision, dtype=dtype)
+    return parse_config(arch, hf_config), params
+
+
 def to_hf_state_dict(arch: str, hf_config: dict, params: dict) -> dict[str, np.ndarray]:
-    """Our params -> HF-named fp32 numpy state dict (embed_out.weight / transformer.* keys, as the Hub files)."""
-    cfg = parse_config(check_arch(arch), hf_config)
+    """Our params -> HF-named fp32 numpy state dict (keys as save_pretrained writes them)."""
+    cfg = parse_config(arch, hf_config)
     flat = traverse_util.flatten_dict(params)
-    table = _table(arch, cfg, cfg.vocab_size)
+    table = registry.get(cfg).hf_params(cfg)
     if {e.path for e in table} != set(flat):
         raise ValueError(f"params do not match the {arch} config: {sorted(set(flat) ^ {e.path for e in table})[:10]}")
     out = {}
@@ -394,21 +318,22 @@ def to_hf_state_dict(arch: str, hf_config: dict, params: dict) -> dict[str, np.n
         arr = arr.T if e.transpose else arr
         if arr.shape != e.shape:
             raise ValueError(f"param {'/'.join(e.path)} has shape {list(arr.shape)}, config implies {list(e.shape)}")
-        key = e.keys[-1] if arch == "gpt2" else e.keys[0]  # "transformer.*" for GPT-2, "embed_out" for NeoX
-        out[key] = np.ascontiguousarray(arr)
+        out[e.keys[0]] = np.ascontiguousarray(arr)
     return out
 
 
 def export_hf(arch: str, hf_config: dict, params: dict, out_dir: str | os.PathLike) -> Path:
-    """Write config.json + model.safetensors (fp32) loadable by transformers' AutoModelForCausalLM."""
+    """Write config.json + model.safetensors (fp32) loadable by transformers' AutoModelForCausalLM.
+    hf_config: e.g. load_hf's, or to_hf_config(ModelConfig)."""
     from safetensors.numpy import save_file
 
     state = to_hf_state_dict(arch, hf_config, params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    a = registry.get(arch)
     config = dict(hf_config)
-    config["architectures"] = ["GPTNeoXForCausalLM" if arch == "gpt_neox" else "GPT2LMHeadModel"]
-    config["model_type"] = arch
+    config["architectures"] = [a.hf_class]
+    config["model_type"] = a.hf_model_type
     config["torch_dtype"] = "float32"
     config.pop("dtype", None)
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -1,4 +1,4 @@
-"""Building blocks shared by the GPT-NeoX and GPT-2 ports.
+"""Building blocks shared by the architectures (GPT-NeoX, GPT-2, ...).
 
 Numerics policy: parameters are float32; matmuls run in the compute `dtype`; LayerNorm statistics, rotary
 angles, attention logits/softmax and the unembedding accumulate in float32 (what HF does in fp32 and what keeps
@@ -154,8 +154,8 @@ def _attend(q, k, v, scale, probs_dropout, q_start: int) -> jax.Array:
 class MLP(nn.Module):
     """in-projection -> activation (evaluated in fp32) -> out-projection; submodule names follow the HF checkpoint."""
 
-    d_model: int
-    d_ff: int
+    hidden_size: int
+    intermediate_size: int
     act: str
     in_name: str
     out_name: str
@@ -163,9 +163,9 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = dense(self.d_ff, self.in_name, self.dtype)(x)
+        h = dense(self.intermediate_size, self.in_name, self.dtype)(x)
         h = activation(self.act)(h.astype(F32)).astype(self.dtype)
-        return dense(self.d_model, self.out_name, self.dtype)(h)
+        return dense(self.hidden_size, self.out_name, self.dtype)(h)
 
 
 def maybe_dropout(rate: float, deterministic: bool) -> Callable[[jax.Array], jax.Array] | None:
