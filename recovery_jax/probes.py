@@ -43,11 +43,6 @@ def _countsketch(tree, dim: int, seed: int = 0) -> jax.Array:
     return out
 
 
-def unembedding(arch: str, params) -> jax.Array:
-    """The output-embedding matrix (Fig 9): NeoX embed_out, GPT-2's tied wte."""
-    return params["embed_out"]["kernel"] if arch == "gpt_neox" else params["wte"]["embedding"]
-
-
 def attention_params(arch: str, params, layer: int):
     """All parameters of one block's attention (PAPER.md §2.7 leaves the exact tensor open)."""
     return models.get_by_path(params, models.block_param_path(arch, layer, "attn"))
@@ -83,7 +78,7 @@ class Probes:
                 _, hidden = self.engine.apply_hidden(params, doc_tok)
                 return hidden.astype(jnp.float32).ravel()
             return f
-        pick = (lambda p: p) if name == "weights" else (lambda p: unembedding(self.arch, p))
+        pick = (lambda p: p) if name == "weights" else (lambda p: models.unembedding(self.arch, p))  # Fig 9
         if dim:
             return lambda params: _countsketch(pick(params), dim)
         return lambda params: _flat(pick(params))
