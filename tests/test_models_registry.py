@@ -246,6 +246,27 @@ def test_restrict_vocab_is_the_old_restriction(preset):
     np.testing.assert_allclose(np.asarray(got), np.asarray(full)[..., vocab_map_V], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("preset", ["pythia-14m", "gpt2"])
+def test_pad_vocab_appends_zero_entries(preset):
+    arch = PRESETS[preset][0]
+    mcfg = model_config(model_section(arch=arch, preset=preset, hidden_size=32, num_heads=2, num_layers=1,
+                                      intermediate_size=64, max_positions=32), 5)
+    params = init_params(mcfg, jax.random.PRNGKey(0))
+    before = jax.tree_util.tree_map(np.asarray, params)
+    padded = models.pad_vocab(mcfg, params, 8)
+    assert tree_equal(params, before)
+    assert models.pad_vocab(mcfg, params, 5) is params
+    big = init_params(dataclasses.replace(mcfg, vocab_size=8), jax.random.PRNGKey(0))
+    assert jax.tree_util.tree_map(np.shape, padded) == jax.tree_util.tree_map(np.shape, big)
+    _, back = restrict_vocab(dataclasses.replace(mcfg, vocab_size=8), padded, np.arange(5))
+    assert tree_equal(back, params)
+    for path, axis in ARCHITECTURES[arch].vocab_params:
+        tail = np.take(np.asarray(traverse_util.flatten_dict(padded)[path]), np.arange(5, 8), axis=axis)
+        assert not tail.any()
+    with pytest.raises(ValueError, match="cannot pad a vocabulary of 5 down to 4"):
+        models.pad_vocab(mcfg, params, 4)
+
+
 def test_unembedding_is_the_output_matrix():
     for preset, path, shape in (("pythia-14m", ("embed_out", "kernel"), (32, 50)),
                                 ("gpt2", ("wte", "embedding"), (50, 32))):

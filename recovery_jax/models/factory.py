@@ -117,17 +117,24 @@ def _standard_normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return jax.random.normal(key, shape, jnp.float32)
 
 
+def _map_vocab_params(mcfg: ModelConfig, params: dict, fn) -> dict:
+    """params with fn(x, token_axis) applied to every vocabulary param; dicts along the paths are copied, so
+    the caller's tree is not modified."""
+    out = dict(params)
+    for path, axis in registry.get(mcfg).vocab_params:
+        node = out
+        for key in path[:-1]:
+            node[key] = dict(node[key])
+            node = node[key]
+        node[path[-1]] = fn(node[path[-1]], axis)
+    return out
+
+
 def restrict_vocab(mcfg: ModelConfig, params: dict, vocab_map_V: Any) -> tuple[ModelConfig, dict]:
     """Keep only the vocabulary entries of the token ids vocab_map_V (embedding rows, output columns, tied rows):
     the restricted softmax, or the authors' resize to the tokenizer's length with vocab_map_V = arange(n)."""
     ids_V = np.asarray(vocab_map_V)
-    out = dict(params)
-    for path, axis in registry.get(mcfg).vocab_params:
-        node = out
-        for key in path[:-1]:  # copy the dicts along the path; the caller's tree is not modified
-            node[key] = dict(node[key])
-            node = node[key]
-        node[path[-1]] = node[path[-1]][(slice(None),) * axis + (ids_V,)]
+    out = _map_vocab_params(mcfg, params, lambda x, axis: x[(slice(None),) * axis + (ids_V,)])
     return dataclasses.replace(mcfg, vocab_size=int(len(ids_V))), out
 
 
@@ -140,14 +147,10 @@ def pad_vocab(mcfg: ModelConfig, params: dict, vocab_size: int) -> dict:
         raise ValueError(f"cannot pad a vocabulary of {mcfg.vocab_size} down to {vocab_size}")
     if extra == 0:
         return params
-    out = dict(params)
-    for path, axis in registry.get(mcfg).vocab_params:
-        node = out
-        for key in path[:-1]:
-            node[key] = dict(node[key])
-            node = node[key]
-        x = node[path[-1]]
+
+    def pad(x, axis):
         widths = [(0, 0)] * x.ndim
         widths[axis] = (0, extra)
-        node[path[-1]] = jnp.pad(x, widths)
-    return out
+        return jnp.pad(x, widths)
+
+    return _map_vocab_params(mcfg, params, pad)
