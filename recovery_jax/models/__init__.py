@@ -30,7 +30,7 @@ from .tree import block_param_path, get_by_path, num_blocks, param_count, traina
 __all__ = [
     "ACTIVATIONS", "ARCHITECTURES", "ARCHS", "Architecture", "INIT_SCHEMES", "PRESETS", "ModelConfig",
     "block_param_path", "build_model", "convert_state_dict", "detect_arch", "export_hf", "get_by_path",
-    "init_params", "load_hf", "pad_vocab", "load_pretrained", "model_config", "num_blocks", "param_count", "param_shapes",
-    "parse_config", "preset_config", "restrict_vocab", "to_hf_config", "to_hf_state_dict", "trainable_mask",
-    "unembedding", "uses_dropout", "without_dropout",
+    "init_params", "load_hf", "load_pretrained", "model_config", "num_blocks", "pad_vocab", "param_count",
+    "param_shapes", "parse_config", "preset_config", "restrict_vocab", "to_hf_config", "to_hf_state_dict",
+    "trainable_mask", "unembedding", "uses_dropout", "without_dropout",
 ]
