@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import traverse_util
 
 torch = pytest.importorskip("torch")
 
@@ -40,7 +41,8 @@ def _loss_err(ours: float, ref: float) -> float:
 
 
 def check_training_parity(model, to_params: Callable, torch_loss: Callable, jax_loss: Callable,
-                          grad_tol: float, loss_tol: float, report: dict | None = None) -> None:
+                          grad_tol: float, loss_tol: float, report: dict | None = None,
+                          zero_grad: Callable[[tuple[str, ...]], bool] = lambda path: False) -> None:
     """Loss, all gradients, and the loss and params after one SGD and one Adam step agree with torch.
 
     to_params(state_dict) -> our params (also used for torch gradients / updated weights); torch_loss(model) ->
@@ -58,8 +60,18 @@ def check_training_parity(model, to_params: Callable, torch_loss: Callable, jax_
     report["loss"] = _loss_err(float(loss), t_loss.item())
     assert report["loss"] <= loss_tol, (float(loss), t_loss.item())
     t_grads = to_params({k: p.grad for k, p in model.named_parameters()})
-    errs = jax.tree_util.tree_map(rel_err, grads, t_grads)
-    report["grad_rel"] = max(jax.tree_util.tree_leaves(errs))
+    # Tensors named by `zero_grad` have an exactly zero gradient in exact arithmetic, rounding noise in both
+    # frameworks (separate attention key biases: the softmax is invariant to adding the same q.b_k to every
+    # key of a query): checked to be negligible instead of compared.
+    flat, t_flat = traverse_util.flatten_dict(grads), traverse_util.flatten_dict(t_grads)
+    scale = max(float(np.max(np.abs(np.asarray(g)))) for g in t_flat.values())
+    errs = {}
+    for path, g in flat.items():
+        if zero_grad(path):
+            assert max(float(np.max(np.abs(np.asarray(x)))) for x in (g, t_flat[path])) <= 1e-5 * scale, path
+        else:
+            errs["/".join(path)] = rel_err(g, t_flat[path])
+    report["grad_rel"] = max(errs.values())
     assert report["grad_rel"] <= grad_tol, errs
 
     for name, t_opt, opt in (("sgd", lambda ps: torch.optim.SGD(ps, lr=0.1), optax.sgd(0.1)),
@@ -77,8 +89,8 @@ def check_training_parity(model, to_params: Callable, torch_loss: Callable, jax_
         assert abs(t_next - t_loss.item()) > 1e-3, name  # the step did something
         report[f"{name}_loss"] = _loss_err(j_next, t_next)
         assert report[f"{name}_loss"] <= loss_tol, (name, j_next, t_next)
-        # Adam's first step is lr * sign(g) wherever |g| >> eps: params differ by ~lr where a gradient is ~0 and
-        # its sign flips with rounding, so compare the step relative to the learning rate, not to the weights.
+        # Adam's first step is lr * g / (|g| + eps) ~ lr * sign(g): where a gradient is rounding noise (key biases)
+        # torch and JAX step by up to 2 lr in different directions, so only SGD's params are asserted.
         t_params1 = to_params({k: v.detach().clone() for k, v in model.state_dict().items()})
         diffs = jax.tree_util.tree_map(max_abs, params1, t_params1)
         report[f"{name}_params_abs"] = max(jax.tree_util.tree_leaves(diffs))
