@@ -243,7 +243,8 @@ def write_bundle(cfg, path: str, log=print) -> Bundle:
         raise config_lib.ConfigError("the benchmark does not support order.kind='filler'")
     rd = runner.prepare_data(cfg, order)
     streams = runner.seed_streams(cfg.seed)
-    arch, hf, params = runner.build_params(cfg, rd, streams["init"])
+    mcfg, params = runner.build_params(cfg, rd, streams["init"])
+    arch, hf = mcfg.arch, models.to_hf_config(mcfg)
     params = jax.tree_util.tree_map(np.asarray, params)
     models.export_hf(arch, hf, params, os.path.join(path, "hf"))
     with open(os.path.join(path, "params.pkl"), "wb") as f:

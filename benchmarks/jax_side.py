@@ -53,15 +53,15 @@ class Setup:
     def __init__(self, b: common.Bundle):
         import jax
         import jax.numpy as jnp
-        from recovery_jax import runner
+        from recovery_jax import models, runner
 
         self.b = b
         self.cfg = b.cfg()
         self.M, self.T, self.C = b.meta["M"], b.meta["T"], b.meta["C"]
         self.K = b.meta["episodes"]
         self.params_np = b.params()
-        self.engine = runner.make_engine(self.cfg, b.meta["arch"], b.meta["hf_config"], self.K * self.M,
-                                         self.params_np, b.meta["pad_id"])
+        mcfg = models.parse_config(b.meta["arch"], b.meta["hf_config"])
+        self.engine = runner.make_engine(self.cfg, mcfg, self.K * self.M, self.params_np, b.meta["pad_id"])
         self.train_key = np.asarray(runner.seed_streams(self.cfg.seed)["train"])
         self.eval_tok = jnp.asarray(b.eval_tokens_TC)
         self.eval_msk = jnp.asarray(b.eval_mask_TC)

@@ -190,6 +190,30 @@ def group_signature(cfg) -> str:
     return json.dumps(flat, sort_keys=True)
 
 
+def run_bytes(cfg) -> int:
+    """A rough upper bound on one run's memory in a group: parameters, gradients and optimizer state (fp32, the
+    preset's full vocabulary), its tokens, and the activations of a training step and an evaluation chunk."""
+    mcfg = models.model_config(cfg.model, None)
+    n = models.param_count(models.param_shapes(mcfg))
+    slots = {"sgd": 0, "momentum": 1}.get(cfg.optim.name, 2)
+    act = eval_doc_bytes(cfg.C, mcfg.hidden_size, mcfg.intermediate_size, mcfg.vocab_size, mcfg.num_heads,
+                         int(cfg.model.attention_block)) * (mcfg.num_layers + 1)
+    return int(4 * n * (2 + slots) + 8 * cfg.T * (cfg.data.block or cfg.C) + act)
+
+
+def max_group_size(cfg, share: float = 0.5) -> int:
+    """How many runs of this config fit in `share` of the memory: the host's RAM on CPU, the first device's
+    memory on an accelerator."""
+    limit = None
+    try:
+        limit = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
+    except Exception:  # noqa: BLE001 - memory_stats is optional per backend
+        limit = None
+    if not limit:
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, int(share * limit) // max(run_bytes(cfg), 1))
+
+
 @dataclasses.dataclass
 class Slot:
     """One run of a group: its config, directory, tasks, model config and loss record."""
@@ -447,6 +471,30 @@ class Hooks:
 # ----------------------------------------------------------------------------- run and finish
 
 
+CACHE_ENV = "RECOVERY_JAX_COMPILATION_CACHE"
+
+
+def enable_compilation_cache() -> str | None:
+    """JAX's persistent compilation cache, so a process that runs shapes compiled before (by any earlier
+    process) loads the program instead of compiling it. Where: $RECOVERY_JAX_COMPILATION_CACHE, else
+    $XDG_CACHE_HOME/recovery_jax/xla (~/.cache/...); set the variable to "off" to disable it."""
+    where = os.environ.get(CACHE_ENV)
+    if where is not None and where.strip().lower() in ("", "0", "off", "false", "no"):
+        return None
+    if not where:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        where = os.path.join(base, "recovery_jax", "xla")
+    try:
+        os.makedirs(where, exist_ok=True)
+    except OSError:
+        return None  # an unwritable cache is no reason to stop a run
+    if jax.config.jax_compilation_cache_dir != where:
+        jax.config.update("jax_compilation_cache_dir", where)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return where
+
+
 def run(cfg, workdir: str, *, resume: bool = False, overwrite: bool = False, log=print) -> dict:
     """Train cyclically and write the run directory; returns the summary dict (a group of one run)."""
     out = run_group([cfg], [workdir], resume=resume, overwrite=overwrite, log=log)[0]
@@ -462,6 +510,7 @@ def run_group(cfgs: list, workdirs: list[str], *, resume: bool = False, overwrit
     from recovery_jax.checkpoint import Checkpointer  # orbax is heavy; import only for a run
 
     cfgs = [config_lib.validate(c) for c in cfgs]
+    enable_compilation_cache()
     if len({group_signature(c) for c in cfgs}) > 1:
         raise config_lib.ConfigError("these runs cannot share one compiled program (they differ in more than "
                                      f"{', '.join(PER_RUN_KEYS[:4])}, ...); run them with --no-group")

@@ -2,7 +2,7 @@
 
     python -m recovery_jax.sweep --config configs/cpu/fig5b.py --workdir runs/fig5b
         [--config.KEY=VALUE ...] [--seeds 0,1,2] [--variants a,b] [--dry-run] [--report] [--overwrite]
-        [--reuse ROOT]
+        [--reuse ROOT] [--no-group | --max-group N]
 
 Sweep spec. A config file that is a sweep defines, next to `get_config()`, a `get_sweep()` returning
 
@@ -404,29 +404,66 @@ def copy_run(src: str, dst: str, config: dict | None = None) -> None:
 
 
 def default_run_fn(cfg, run_dir: str, *, resume: bool, overwrite: bool) -> dict:
+    out = default_group_fn([cfg], [run_dir], resume=resume, overwrite=overwrite)[0]
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+def default_group_fn(cfgs, run_dirs: list[str], *, resume: bool, overwrite: bool) -> list:
+    """runner.run_group with its output in every member's sweep.log; per run a summary or its RunError."""
     from recovery_jax import runner  # heavy (JAX) import only when something runs
-    log_path = os.path.join(run_dir, "sweep.log")
-    os.makedirs(run_dir, exist_ok=True)
-    with open(log_path, "a") as f, contextlib.redirect_stdout(f):
-        return runner.run(cfg, run_dir, resume=resume, overwrite=overwrite,
-                          log=lambda *a: print(*a, file=f, flush=True))
+    for d in run_dirs:
+        os.makedirs(d, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(open(os.path.join(d, "sweep.log"), "a")) for d in run_dirs]
+
+        def log(*a):
+            for f in logs:
+                print(*a, file=f, flush=True)
+        stack.enter_context(contextlib.redirect_stdout(logs[0]))
+        return runner.run_group(list(cfgs), list(run_dirs), resume=resume, overwrite=overwrite, log=log)
+
+
+def plan_groups(pending: Sequence[tuple], max_group: int | None) -> list[list[tuple]]:
+    """Pending runs (index, RunSpec, run_dir, status) -> batches that share one compiled program: the same
+    static signature (runner.group_signature), the same start (new, or resumed from the same checkpoint),
+    at most max_group and what runner.max_group_size allows in memory."""
+    from recovery_jax import runner
+    from recovery_jax.checkpoint import Checkpointer
+    parts: dict[tuple, list[tuple]] = {}
+    for item in pending:
+        _, r, run_dir, status = item
+        start = Checkpointer(run_dir).latest() if status == "partial" else None
+        parts.setdefault((runner.group_signature(r.cfg), status, start), []).append(item)
+    batches = []
+    for items in parts.values():
+        cap = runner.max_group_size(items[0][1].cfg)
+        if max_group:
+            cap = min(cap, max_group)
+        batches += [items[i:i + cap] for i in range(0, len(items), max(cap, 1))]
+    return sorted(batches, key=lambda b: b[0][0])
 
 
 def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
-            run_fn: Callable[..., dict] = default_run_fn, log=print, reuse_root: str | None = None) -> list[dict]:
-    """Run (or skip / resume) every run; returns one record per run. Failures (RunError) are recorded and the
-    sweep goes on; ConfigError and KeyboardInterrupt stop it. With reuse_root, a new run whose exact config
-    (seed included) already finished somewhere under reuse_root is copied from there instead of rerun."""
+            run_fn: Callable[..., dict] | None = None, group_fn: Callable[..., list] = default_group_fn,
+            max_group: int | None = None, log=print, reuse_root: str | None = None) -> list[dict]:
+    """Run (or skip / resume) every run; returns one record per run, in the order of `runs`. Runs that can share
+    one compiled program run as groups (plan_groups); with run_fn, or max_group=1, one run per program.
+    Failures (RunError) are recorded and the sweep goes on; ConfigError and KeyboardInterrupt stop it. With
+    reuse_root, a new run whose exact config (seed included) already finished somewhere under reuse_root is
+    copied from there instead of rerun."""
     from recovery_jax.rundir import RunError
     changed = [r.name for r in runs if not overwrite and run_status(os.path.join(workdir, r.name), r.cfg) == "changed"]
     if changed:
         raise ConfigError(f"{len(changed)} run dir(s) hold runs of a different config (did the config file change?), "
                           f"e.g. {os.path.join(workdir, changed[0])}; pass --overwrite to rerun them from scratch "
                           f"or choose another --workdir")
-    records = []
+    records: list[dict | None] = [None] * len(runs)
     width = max((len(r.name) for r in runs), default=0)
     reusable = index_finished_runs(reuse_root) if reuse_root else {}
-    for i, r in enumerate(runs, start=1):
+    pending = []
+    for i, r in enumerate(runs):
         run_dir = os.path.join(workdir, r.name)
         status = "new" if overwrite else run_status(run_dir, r.cfg)
         rec = {"name": r.name, "point": r.point.name, "seed": r.seed, "overrides": r.point.overrides}
@@ -434,8 +471,8 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
             side = _read_json(os.path.join(run_dir, SWEEP_FILE)) or {}
             rec.update(status="skipped", summary=_read_json(os.path.join(run_dir, "summary.json")),
                        cpu_s=side.get("cpu_s"), wall_s=side.get("wall_s"))
-            log(f"[{i}/{len(runs)}] {r.name:<{width}}  done already (skipped)  RS {_rs_text(rec['summary'])}")
-            records.append(rec)
+            log(f"[{i + 1}/{len(runs)}] {r.name:<{width}}  done already (skipped)  RS {_rs_text(rec['summary'])}")
+            records[i] = rec
             continue
         src = reusable.get(_config_key(config_lib.to_dict(r.cfg))) if status == "new" else None
         if src and os.path.abspath(src) != os.path.abspath(run_dir):
@@ -445,8 +482,8 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
                                "wall_s": 0.0, "status": "reused", "reused_from": src})
             rec.update(status="reused", reused_from=src, summary=_read_json(os.path.join(run_dir, "summary.json")),
                        cpu_s=0.0, wall_s=0.0)
-            log(f"[{i}/{len(runs)}] {r.name:<{width}}  same config as {src} (copied)  RS {_rs_text(rec['summary'])}")
-            records.append(rec)
+            log(f"[{i + 1}/{len(runs)}] {r.name:<{width}}  same config as {src} (copied)  RS {_rs_text(rec['summary'])}")
+            records[i] = rec
             continue
         if status == "partial":
             # same config (run_status said so), maybe written by an older schema: store it in today's schema,
@@ -456,28 +493,54 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
             want = config_lib.to_dict(r.cfg)
             if {k: v for k, v in stored.items() if k != "progress"} != {k: v for k, v in want.items() if k != "progress"}:
                 write_json_atomic(os.path.join(run_dir, "config.json"), dict(want, progress=stored.get("progress", False)))
+        pending.append((i, r, run_dir, status))
+
+    if run_fn is not None or max_group == 1:
+        batches = [[item] for item in pending]
+        one = run_fn or default_run_fn
+
+        def call(cfgs, dirs, resume, overwrite):
+            try:
+                return [one(cfgs[0], dirs[0], resume=resume, overwrite=overwrite)]
+            except RunError as e:
+                return [e]
+    else:
+        batches = plan_groups(pending, max_group)
+
+        def call(cfgs, dirs, resume, overwrite):
+            try:
+                return group_fn(cfgs, dirs, resume=resume, overwrite=overwrite)
+            except RunError as e:  # the group as a whole failed (e.g. a damaged checkpoint)
+                return [e] * len(cfgs)
+    for batch in batches:
+        if len(batch) > 1:
+            log(f"group of {len(batch)} runs in one program: {', '.join(item[1].name for item in batch)}")
         cpu0, t0 = _cpu_seconds(), time.time()
-        try:
-            summary = run_fn(r.cfg, run_dir, resume=(status == "partial"), overwrite=overwrite)
-        except RunError as e:
-            rec.update(status="failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__,
-                       cpu_s=_cpu_seconds() - cpu0, wall_s=time.time() - t0)
-            log(f"[{i}/{len(runs)}] {r.name:<{width}}  FAILED: {rec['error']}")
-            records.append(rec)
-            continue
-        rec.update(status="resumed" if status == "partial" else "ran", summary=summary,
-                   cpu_s=_cpu_seconds() - cpu0, wall_s=time.time() - t0)
-        try:
-            write_json_atomic(os.path.join(run_dir, SWEEP_FILE),
-                              {"name": r.name, "overrides": r.point.overrides, "seed": r.seed,
-                               "cpu_s": rec["cpu_s"], "wall_s": rec["wall_s"], "status": rec["status"]})
-        except RunError:
-            pass
-        online = stats.get(summary, "online_loss", "mean")
-        log(f"[{i}/{len(runs)}] {r.name:<{width}}  RS {_rs_text(summary)}  online {stats.fmt(online)}  "
-            f"({rec['wall_s']:.0f}s wall, {rec['cpu_s']:.0f}s CPU)")
-        records.append(rec)
-    return records
+        outs = call([item[1].cfg for item in batch], [item[2] for item in batch], batch[0][3] == "partial",
+                    overwrite)
+        share_cpu, share_wall = (_cpu_seconds() - cpu0) / len(batch), (time.time() - t0) / len(batch)
+        for (i, r, run_dir, status), out in zip(batch, outs):
+            rec = {"name": r.name, "point": r.point.name, "seed": r.seed, "overrides": r.point.overrides,
+                   "cpu_s": share_cpu, "wall_s": share_wall, "group_size": len(batch)}
+            if isinstance(out, Exception):
+                rec.update(status="failed", error=str(out).splitlines()[0] if str(out) else type(out).__name__)
+                log(f"[{i + 1}/{len(runs)}] {r.name:<{width}}  FAILED: {rec['error']}")
+                records[i] = rec
+                continue
+            rec.update(status="resumed" if status == "partial" else "ran", summary=out)
+            try:
+                write_json_atomic(os.path.join(run_dir, SWEEP_FILE),
+                                  {"name": r.name, "overrides": r.point.overrides, "seed": r.seed,
+                                   "cpu_s": rec["cpu_s"], "wall_s": rec["wall_s"], "status": rec["status"],
+                                   "group_size": len(batch)})
+            except RunError:
+                pass
+            online = stats.get(out, "online_loss", "mean")
+            log(f"[{i + 1}/{len(runs)}] {r.name:<{width}}  RS {_rs_text(out)}  online {stats.fmt(online)}  "
+                f"({rec['wall_s']:.0f}s wall, {rec['cpu_s']:.0f}s CPU"
+                + (f"; a share of a group of {len(batch)})" if len(batch) > 1 else ")"))
+            records[i] = rec
+    return [rec for rec in records if rec is not None]
 
 
 def _rs_text(summary: Any) -> str:
@@ -525,6 +588,10 @@ def parse(argv: list[str]):
     p.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
     p.add_argument("--report", action="store_true", help="also write the report of all runs to WORKDIR/report")
     p.add_argument("--overwrite", action="store_true", help="rerun every run from scratch")
+    p.add_argument("--no-group", action="store_true",
+                   help="one run per compiled program (default: runs that can share one run as a group)")
+    p.add_argument("--max-group", type=cli.positive_int, default=None, metavar="N",
+                   help="at most N runs in one group (default: what fits in memory)")
     p.add_argument("--reuse", default=None, metavar="ROOT",
                    help="copy instead of rerunning a run whose exact config (seed included) finished under ROOT")
     args = p.parse_args(rest)
@@ -554,7 +621,7 @@ def main(argv: list[str]) -> int:
     print(f"sweep {args.config}: {len(runs)} run(s) ({len({r.point.name for r in runs})} point(s) × "
           f"seeds {seeds_used}) under {args.workdir}", flush=True)
     records = execute(runs, args.workdir, overwrite=args.overwrite, log=lambda m: print(m, flush=True),
-                      reuse_root=args.reuse)
+                      reuse_root=args.reuse, max_group=1 if args.no_group else args.max_group)
     command = " ".join(["python -m recovery_jax.sweep"] + list(argv))
     summary = summarize_sweep(records, runs, config_path=args.config, workdir=args.workdir, seeds=seeds_used,
                               command=command)

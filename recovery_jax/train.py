@@ -1,7 +1,12 @@
 """Cyclic fine-tuning run.
 
     python -m recovery_jax.train --config configs/default.py --workdir runs/demo [--config.T=10 ...]
-        [--resume] [--overwrite] [--no-progress]
+        [--resume] [--overwrite] [--no-progress] [--seeds 0,1,2 [--no-group]]
+
+With --seeds, the seeds run as one compiled program (a group: compiled once, the runs' state side by side),
+each into WORKDIR/seed=N/ with exactly the files of a single run, and the recovery score per cycle and the
+online loss are printed as mean ± std over the seeds (also in WORKDIR/seeds_summary.json). --no-group runs
+the seeds one after another instead.
 """
 
 from __future__ import annotations
@@ -22,10 +27,20 @@ def parse(argv: list[str]):
     p.add_argument("--resume", action="store_true", help="continue the run in --workdir from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run of another config in --workdir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--seeds", default=None, help="several seeds, e.g. 0,1,2 or 0-4: one run directory each")
+    p.add_argument("--no-group", action="store_true", help="with --seeds: one compiled program per seed")
     args = p.parse_args(rest)
     cfg = config_lib.load(args.config, overrides)
     if args.no_progress:
         cfg.progress = False
+    if args.no_group and args.seeds is None:
+        raise cli.UsageError("--no-group only applies with --seeds")
+    if args.seeds is not None:
+        from recovery_jax.sweep import parse_seeds
+        args.seeds = parse_seeds(args.seeds)
+        if config_lib.probe_names(cfg) and not args.no_group:
+            raise config_lib.ConfigError(f"probes ({cfg.probes.names}) keep per-run state on the host and are not "
+                                         f"grouped; add --no-group to run the seeds one after another")
     return args, cfg
 
 
@@ -35,8 +50,52 @@ def main(argv: list[str]) -> int:
     with StopSignals():  # before any JAX work: a stop signal is a flag the run reads at safe points
         args, cfg = parse(argv)
         from recovery_jax import runner  # heavy imports after the arguments are known to be good
-        runner.run(cfg, args.workdir, resume=args.resume, overwrite=args.overwrite)
-    print(f"results in {args.workdir}: summary.json, losses.npz (report: python -m recovery_jax.report {args.workdir})")
+        if args.seeds is None:
+            runner.run(cfg, args.workdir, resume=args.resume, overwrite=args.overwrite)
+            print(f"results in {args.workdir}: summary.json, losses.npz "
+                  f"(report: python -m recovery_jax.report {args.workdir})")
+            return 0
+        return run_seeds(cfg, args)
+
+
+def run_seeds(cfg, args) -> int:
+    """The seeds as one group (or one by one with --no-group), then their mean ± std."""
+    import copy
+    import os
+
+    from recovery_jax import runner, stats
+    from recovery_jax.rundir import RunError, write_json_atomic
+
+    cfgs, dirs = [], []
+    for seed in args.seeds:
+        c = copy.deepcopy(cfg)
+        c.seed = seed
+        cfgs.append(c)
+        dirs.append(os.path.join(args.workdir, f"seed={seed}"))
+    if args.no_group:
+        outs = []
+        for c, d in zip(cfgs, dirs):
+            try:
+                outs.append(runner.run(c, d, resume=args.resume, overwrite=args.overwrite))
+            except RunError as e:
+                outs.append(e)
+    else:
+        outs = runner.run_group(cfgs, dirs, resume=args.resume, overwrite=args.overwrite)
+    done = [o for o in outs if isinstance(o, dict)]
+    agg = stats.seed_stats(done)
+    per_cycle = agg["rs_per_cycle"]
+    print(f"\n{len(done)}/{len(outs)} seeds finished ({', '.join(map(str, args.seeds))}): mean ± std over seeds")
+    for n in range(len(per_cycle["mean"])):
+        print(f"  cycle {n + 1}: recovery score {stats.pm(stats.cycle_stat(agg, n))}")
+    print(f"  online loss: {stats.pm(agg['online_loss'])}")
+    write_json_atomic(os.path.join(args.workdir, "seeds_summary.json"),
+                      {"seeds": list(args.seeds), "run_dirs": dirs, "grouped": not args.no_group, "stats": agg,
+                       "failed": {d: str(o) for d, o in zip(dirs, outs) if not isinstance(o, dict)}})
+    print(f"results in {args.workdir}/seed=N and {args.workdir}/seeds_summary.json "
+          f"(report: python -m recovery_jax.report {' '.join(dirs)})")
+    failed = [o for o in outs if not isinstance(o, dict)]
+    if failed:
+        raise RunError(f"{len(failed)} of {len(outs)} seeds stopped early: {failed[0]}")
     return 0
 
 
