@@ -240,3 +240,23 @@ def test_init_params_follow_hf():
         ref = transformers.ImageGPTForCausalImageModeling(transformers.ImageGPTConfig(**ig.to_hf_config(cfg)))
     n_ref = sum(p.numel() for p in ref.parameters())
     assert sum(x.size for x in jax.tree_util.tree_leaves(params)) == n_ref
+
+
+def test_bfloat16_compute_keeps_fp32_params_and_logits():
+    model, hf = tiny()
+    cfg = ig.parse_config(hf)
+    params = ig.from_state_dict(cfg, model.state_dict())
+    ids = image_ids()
+    ref = np.asarray(apply(cfg, params, ids))
+    out = jax.jit(ig.ImageGPT(cfg, dtype=jnp.bfloat16).apply)({"params": params}, jnp.asarray(ids))
+    assert out.dtype == jnp.float32
+    assert max_abs(out, ref) / np.max(np.abs(ref)) < 0.05
+
+
+def test_hub_id_offline_error(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"'openai/imagegpt-small' is not a local directory"):
+        ig.load("openai/imagegpt-small")

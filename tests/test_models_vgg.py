@@ -237,3 +237,12 @@ def test_errors(tmp_path):
     torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "ckpt.pth")
     with pytest.raises(ValueError, match="flat state dict"):
         vgg.load(tmp_path / "ckpt.pth")
+
+
+def test_bfloat16_compute_keeps_fp32_params_and_logits():
+    params = vgg.from_state_dict(TINY, tiny_torch().state_dict())
+    x = jnp.asarray(pixels(2, 32, 32))
+    ref = apply(TINY, params, x)
+    out = jax.jit(vgg.VGG(TINY, dtype=jnp.bfloat16).apply)({"params": params}, x)
+    assert out.dtype == jnp.float32
+    assert rel_err(out, ref) < 0.05

@@ -55,8 +55,9 @@ def apply(cfg, params, x, **kw):
     return _jitted(cfg)({"params": params}, jnp.asarray(x), **kw)
 
 
-@pytest.mark.parametrize("extra", [{}, {"qkv_bias": False, "layer_norm_eps": 1e-6},
-                                   {"image_size": 12, "patch_size": [4, 3], "num_channels": 2, "hidden_act": "gelu_new"}])
+@pytest.mark.parametrize("extra", [
+    {}, {"qkv_bias": False, "layer_norm_eps": 1e-6},
+    {"image_size": 12, "patch_size": [4, 3], "num_channels": 2, "hidden_act": "gelu_new"}])
 def test_logits_and_hidden_match_transformers(extra):
     model, hf = tiny(**extra)
     cfg = vit.parse_config(hf)
@@ -189,3 +190,14 @@ def test_init_params_follow_hf():
     with torch.device("meta"):
         ref = transformers.ViTForImageClassification(transformers.ViTConfig(**vit.to_hf_config(cfg)))
     assert sum(x.size for x in jax.tree_util.tree_leaves(params)) == sum(p.numel() for p in ref.parameters())
+
+
+def test_bfloat16_compute_keeps_fp32_params_and_logits():
+    model, hf = tiny()
+    cfg = vit.parse_config(hf)
+    params = vit.from_state_dict(cfg, model.state_dict())
+    x = pixels()
+    ref = np.asarray(apply(cfg, params, x))
+    out = jax.jit(vit.ViT(cfg, dtype=jnp.bfloat16).apply)({"params": params}, jnp.asarray(x))
+    assert out.dtype == jnp.float32
+    assert max_abs(out, ref) / np.max(np.abs(ref)) < 0.05

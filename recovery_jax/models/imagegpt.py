@@ -42,8 +42,8 @@ import jax.numpy as jnp
 
 from .layers import F32, Dtype, Embed, Unembed, activation, apply_dropout, causal_attention, dense, maybe_dropout
 from .vision_common import (
-    Entry, check_table, convert, cross_entropy, init_from_spec, param_paths, read_hf_config, read_state_dict,
-    resolve_dir, to_state, write_hf_dir,
+    Entry, check_table, convert, cross_entropy, init_from_spec, kernel_to_linear, linear_to_kernel, param_paths,
+    read_hf_config, read_state_dict, resolve_dir, to_state, write_hf_dir,
 )
 
 ARCHITECTURE = "ImageGPTForCausalImageModeling"
@@ -54,8 +54,7 @@ IGNORED_KEYS = (r"(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)",)
 
 @dataclasses.dataclass(frozen=True)
 class ImageGPTConfig:
-    """Shape and numerics of an Image GPT; defaults are transformers' ImageGPTConfig defaults (= imagegpt-small
-    widths except n_layer, which is 24 for small)."""
+    """Shape and numerics of an Image GPT; the defaults are transformers 5.23's ImageGPTConfig defaults."""
 
     vocab_size: int = 513  # 512 colours + start token
     n_positions: int = 1024
@@ -308,7 +307,7 @@ def key_table(cfg: ImageGPTConfig) -> list[Entry]:
         e("wte.weight", ("wte", "embedding"), (v, d)),
         e("wpe.weight", ("wpe", "embedding"), (cfg.n_positions, d)),
         e("ln_f.weight", ("ln_f", "scale"), (d,)),
-        Entry(("lm_head.weight",), ("lm_head", "kernel"), (v - 1, d), lambda w: w.T, lambda k: k.T),
+        Entry(("lm_head.weight",), ("lm_head", "kernel"), (v - 1, d), linear_to_kernel, kernel_to_linear),
     ]
     # Conv1D weights are stored [in, out]: the Flax kernel layout, no transpose.
     convs = [("attn.c_attn", d, 3 * d), ("attn.c_proj", d, d), ("mlp.c_fc", d, f), ("mlp.c_proj", f, d)]

@@ -49,8 +49,8 @@ import jax.numpy as jnp
 
 from .layers import F32, Dtype, apply_dropout
 from .vision_common import (
-    CONFIG_NAME, SAFE_SINGLE, TORCH_SUFFIXES, Entry, check_table, conv_to_kernel, convert, cross_entropy, init_from_spec,
-    kernel_to_conv, linear, param_paths, read_state_dict, to_state,
+    CONFIG_NAME, SAFE_SINGLE, TORCH_SUFFIXES, Entry, check_table, conv_to_kernel, convert, cross_entropy,
+    init_from_spec, kernel_to_conv, linear, param_paths, read_state_dict, to_state,
 )
 
 VGG19_STAGES = ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))

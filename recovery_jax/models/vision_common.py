@@ -201,7 +201,8 @@ def resolve_dir(path_or_id: str, revision: str | None = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        d = Path(snapshot_download(p, revision=revision, allow_patterns=[CONFIG_NAME, SAFE_INDEX, "model*.safetensors"]))
+        d = Path(snapshot_download(p, revision=revision,
+                                   allow_patterns=[CONFIG_NAME, SAFE_INDEX, "model*.safetensors"]))
         if not any(d.glob("*.safetensors")):
             d = Path(snapshot_download(p, revision=revision,
                                        allow_patterns=[CONFIG_NAME, BIN_INDEX, "pytorch_model*.bin"]))

@@ -250,7 +250,8 @@ class ViTEmbeddings(nn.Module):
 class ViT(nn.Module):
     """pixels_BHWC (normalised, NHWC) -> fp32 logits_BK over cfg.num_labels classes (classifier on the CLS token).
 
-    Params: embeddings/{cls_token [1,1,D], position_embeddings [1,P+1,D], patch_embeddings/projection/{kernel [ph,pw,C,D], bias}},
+    Params: embeddings/{cls_token [1,1,D], position_embeddings [1,P+1,D],
+    patch_embeddings/projection/{kernel [ph,pw,C,D], bias}},
     layers_{i}/{layernorm_before, attention/{q_proj,k_proj,v_proj,o_proj}, layernorm_after, mlp/{fc1,fc2}},
     layernorm, classifier. return_hidden also returns the final-LayerNorm output [B, P+1, D]."""
 
