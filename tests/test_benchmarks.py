@@ -126,3 +126,16 @@ def test_torch_device_errors(capsys):
         assert throughput.main(["--torch-device", "cuda", "--episodes-only", "1"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "torch.cuda.is_available() is False" in err[0], err
+
+
+def test_gpu_groups_smoke_on_cpu(tmp_path):
+    """The GPU group benchmark runs end to end on CPU with a tiny model (the GPU numbers come from gpu_check.sh)."""
+    from benchmarks import gpu_groups
+
+    out = tmp_path / "g.json"
+    assert gpu_groups.main(["--preset", "pythia-14m", "--groups", "1,2", "--T", "2", "--C", "8", "--M", "1",
+                            "--E", "1", "--episodes", "1", "--out", str(out)]) == 0
+    rep = json.load(open(out))
+    assert [r["R"] for r in rep["runs"]] == [1, 2]
+    assert all(r["episode_s"] > 0 and 0 < r["mfu"] for r in rep["runs"])
+    assert rep["runs"][1]["tokens_per_s"] > 0
