@@ -2,7 +2,7 @@
 
 A from-scratch Pythia-style GPT-NeoX (Pythia-recipe init for its own width and depth) trained
 cyclically on T=25 ABC news articles (shipped with gensim), C=128 tokens each, M=10 Adam steps
-per document with the Adam state reset at every document (PAPER.md Fig 6; lr 3e-4), E=5 epochs.
+per document with the Adam state reset at every document (docs/PROTOCOL.md §3 Fig 6; lr 3e-4), E=5 epochs.
 
 Differences from the paper's default (pretrained Pythia-1B, C=256, SGD lr 1e-3), and why: no
 pretrained weights exist offline, and plain SGD at lr 1e-3 from scratch learns almost nothing in

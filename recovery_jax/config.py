@@ -36,7 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
     """Every key with its default. A config file may change values, never add keys."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-    # The protocol (PAPER.md §1.1): T documents, first C tokens, M steps per episode, E epochs.
+    # The protocol (docs/PROTOCOL.md §1.1): T documents, first C tokens, M steps per episode, E epochs.
     c.T = 25
     c.C = 256
     c.M = 10
@@ -86,7 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.weight_decay = 0.0
     c.optim.schedule = "constant"
     c.optim.min_lr = 0.0
-    c.optim.lr_ref_M = 0  # >0: inverse scaling, lr_used = lr * lr_ref_M / M (PAPER.md Fig 19a)
+    c.optim.lr_ref_M = 0  # >0: inverse scaling, lr_used = lr * lr_ref_M / M (docs/PROTOCOL.md §3 Fig 19a)
     c.optim.freeze_first = 0  # freeze the embedding and the first B blocks (Fig 5d)
     c.optim.freeze_last = 0  # freeze the last B blocks (the authors' example script)
 

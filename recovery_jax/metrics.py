@@ -1,6 +1,6 @@
 """Metrics of anticipatory recovery: pure numpy functions of loss tensors and Gram matrices.
 
-Everything here follows the index conventions of ``/work/shared/PAPER.md`` §2:
+Everything here follows the index conventions of ``docs/PROTOCOL.md`` §2:
 
 * ``eval_losses`` is the loss tensor **L[k, t]** of shape ``(K + 1, T)`` (§2.1): row ``k = 0`` is the
   evaluation before any training, row ``k`` (1-based episode index) the evaluation of all ``T`` documents
@@ -55,7 +55,7 @@ __all__ = [
 
 
 def cyclic_order(T: int, E: int) -> np.ndarray:
-    """Cyclic order of ``E`` epochs over ``T`` documents: ``order[k-1] = (k-1) mod T`` (PAPER §1.1, §2.1)."""
+    """Cyclic order of ``E`` epochs over ``T`` documents: ``order[k-1] = (k-1) mod T`` (docs/PROTOCOL.md §1.1, §2.1)."""
     if T <= 0 or E < 0:
         raise ValueError(f"cyclic_order needs T > 0 and E >= 0, got T={T}, E={E}")
     return np.tile(np.arange(T, dtype=np.int32), E)
@@ -85,7 +85,7 @@ def as_order(order: np.ndarray | Sequence[int] | None, K: int, T: int) -> np.nda
 def visit_episodes(order_K: np.ndarray | Sequence[int], T: int) -> list[np.ndarray]:
     """Episodes (1-based ``k``) in which each document ``t = 0..T-1`` is trained.
 
-    ``visit_episodes(order, T)[t][n - 1]`` is ``k_n(t)`` of PAPER §2.1 (the n-th visit).  For the cyclic
+    ``visit_episodes(order, T)[t][n - 1]`` is ``k_n(t)`` of docs/PROTOCOL.md §2.1 (the n-th visit).  For the cyclic
     order this is ``(n − 1)·T + t + 1``.  Filler episodes (``order == -1``) belong to no document.
     """
     o = np.asarray(order_K).astype(np.int64).reshape(-1)
@@ -96,7 +96,7 @@ def visit_episodes(order_K: np.ndarray | Sequence[int], T: int) -> list[np.ndarr
 def epoch_of_episode(order: np.ndarray | Sequence[int]) -> np.ndarray:
     """Epoch number (1-based) of every episode: a new epoch starts at each visit of ``order[0]``.
 
-    For the cyclic order and for the shuffled baseline (x_1 kept first, PAPER §3 Fig 1a) this is
+    For the cyclic order and for the shuffled baseline (x_1 kept first, docs/PROTOCOL.md §3 Fig 1a) this is
     ``(k − 1) // T + 1``; for filler orders (Fig 18: fixed documents first, then fillers) it gives the
     variable-length epochs.
     """
@@ -124,7 +124,7 @@ def _cycle_intervals(L: np.ndarray, order: np.ndarray | None):
 
 
 def recovery_score_components(eval_losses: np.ndarray, order: np.ndarray | Sequence[int] | None = None) -> dict:
-    """Document-averaged ingredients of the recovery score for every cycle ``n`` (PAPER §2.4).
+    """Document-averaged ingredients of the recovery score for every cycle ``n`` (docs/PROTOCOL.md §2.4).
 
     For cycle ``n`` (between the n-th and the (n+1)-th training of each document) and document ``t``:
     ``a_t = k_n(t)`` (right after the n-th training), ``b_t = k_{n+1}(t) − 1`` (right before the (n+1)-th).
@@ -171,7 +171,7 @@ def recovery_score_components(eval_losses: np.ndarray, order: np.ndarray | Seque
 
 
 def recovery_scores(eval_losses: np.ndarray, order: np.ndarray | Sequence[int] | None = None) -> np.ndarray:
-    """Recovery score RS(n) for n = 1, 2, … (PAPER §2.4); ``E − 1`` values for a cyclic run of E epochs.
+    """Recovery score RS(n) for n = 1, 2, … (docs/PROTOCOL.md §2.4); ``E − 1`` values for a cyclic run of E epochs.
 
     ``rs[n - 1] = (l_max(n) − l_before(n)) / (l_max(n) − l_after(n − 1))`` with the document averages of
     :func:`recovery_score_components`.  ``order=None`` means cyclic with ``T = eval_losses.shape[1]``; for a
@@ -203,7 +203,7 @@ def positive_transfer_flag(
     order: np.ndarray | Sequence[int] | None = None,
     rel_tol: float = 0.05,
 ) -> dict:
-    """Flag cycles whose RS is not trustworthy because there was (almost) no forgetting (PAPER §2.4 footnote).
+    """Flag cycles whose RS is not trustworthy because there was (almost) no forgetting (docs/PROTOCOL.md §2.4 footnote).
 
     Some randomly initialised models have losses that fall throughout the epoch (positive transfer between all
     documents): then ``l_max ≈ l_after`` and RS divides by ~0 or exceeds 1.  A cycle is flagged when
@@ -268,7 +268,7 @@ def shift_averaged(
     include_tail: bool = False,
     return_counts: bool = False,
 ):
-    """Shift-averaged loss curve S[s] (PAPER §2.3), averaged over documents and, if several runs, over runs.
+    """Shift-averaged loss curve S[s] (docs/PROTOCOL.md §2.3), averaged over documents and, if several runs, over runs.
 
     Each document's curve is re-aligned so that ``s = 0`` is the evaluation just before its **first** training:
     ``s = k − (k_1(t) − 1)``; for the cyclic order ``k_1(t) − 1 = t`` and ``S[s] = mean_t L[s + t, t]``
@@ -282,7 +282,7 @@ def shift_averaged(
         ``None`` (cyclic), one order used for every run, or a list with one order (or None) per run.
     include_tail:
         By default ``s ∈ [0, s_max]`` where ``s_max`` is one less than the smallest last-available shift over
-        all (run, document) pairs — for a cyclic run of E epochs exactly ``(E − 1)·T``, the range PAPER §2.3
+        all (run, document) pairs — for a cyclic run of E epochs exactly ``(E − 1)·T``, the range docs/PROTOCOL.md §2.3
         recommends, where every document contributes.  With ``include_tail=True`` the curve continues up to
         the largest available shift (the ragged tail, fewer documents per point; see ``counts``).
     return_counts:
@@ -340,7 +340,7 @@ class _np_warnings_off:
 
 
 def doc_curve(eval_losses: np.ndarray, doc: int = 0, order: np.ndarray | Sequence[int] | None = None):
-    """Loss curve of one document (PAPER §2.2, Fig 1a) and its "black circle" points.
+    """Loss curve of one document (docs/PROTOCOL.md §2.2, Fig 1a) and its "black circle" points.
 
     Returns ``(k, loss, before_visit_k, before_visit_loss)``: ``k = 0..K`` and ``loss = L[k, doc]``;
     ``before_visit_k = k_n(doc) − 1`` are the evaluations just before each (re)training, i.e.
@@ -368,7 +368,7 @@ def online_loss(
     first_epoch: int = 2,
     exclude_filler: bool = True,
 ) -> tuple[float, np.ndarray]:
-    """Prequential online loss (PAPER §2.5, Fig 1c, Table 1).
+    """Prequential online loss (docs/PROTOCOL.md §2.5, Fig 1c, Table 1).
 
     The online loss of episode ``k`` is the loss of the document about to be trained, before any update:
     ``train_losses[(k − 1)·M]`` (the first step of the episode).  Returns
@@ -478,7 +478,7 @@ def _window_matrix(n: int, window: int, literal: bool) -> np.ndarray:
 
 
 def residual_gram(G: np.ndarray, window: int, literal: bool = False) -> np.ndarray:
-    """Gram matrix of the weight residuals of PAPER §2.8, computed from the Gram matrix of the states only.
+    """Gram matrix of the weight residuals of docs/PROTOCOL.md §2.8, computed from the Gram matrix of the states only.
 
     ``w_res(t) = w(t) − mean{ w(n) : t − ⌊window/2⌋ ≤ n ≤ t + ⌊window/2⌋ }`` with ``window = T``: the residual
     is a linear combination ``R w`` of the states (``R = I − A``, ``A`` the moving-average matrix), so its Gram

@@ -1,4 +1,5 @@
-"""Figures from run results (PAPER.md §2 metrics; figure numbers of the NeurIPS v2 text).
+"""Figures from run results (docs/PROTOCOL.md §2 metrics; every § below is a section of docs/PROTOCOL.md; figure
+numbers of the NeurIPS v2 text).
 
 Every ``plot_*`` function builds and **returns** a :class:`matplotlib.figure.Figure` (labelled axes, a title
 naming the run, a legend where several series are drawn); :func:`save_figure` writes it as PNG (dpi 120) and

@@ -1,4 +1,4 @@
-"""Statistics that need per-episode model states, accumulated during the run (PAPER.md §2.6–2.11).
+"""Statistics that need per-episode model states, accumulated during the run (docs/PROTOCOL.md §2.6–2.11).
 
 The authors' visualisation scripts read a checkpoint per episode, which no training script of
 theirs saves. Here each probe keeps only what its statistic needs:
@@ -44,7 +44,7 @@ def _countsketch(tree, dim: int, seed: int = 0) -> jax.Array:
 
 
 def attention_params(arch: str, params, layer: int):
-    """All parameters of one block's attention (PAPER.md §2.7 leaves the exact tensor open)."""
+    """All parameters of one block's attention (docs/PROTOCOL.md §2.7 leaves the exact tensor open)."""
     return models.get_by_path(params, models.block_param_path(arch, layer, "attn"))
 
 

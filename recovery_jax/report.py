@@ -1,4 +1,4 @@
-"""Report: figures and a markdown summary for one or several run directories.
+"""Report: figures and a markdown summary for one or several run directories (§ numbers: docs/PROTOCOL.md).
 
     python -m recovery_jax.report RUN_DIR [RUN_DIR ...] --out DIR
 
@@ -9,7 +9,7 @@ the configs are compared on the keys of the config schema (``config.base_config(
 keys the schema does not know (a workdir, notes, retired keys) and ``config.PERFORMANCE_KEYS`` are ignored;
 runs that differ only in the seed form a group (mean ± std, :mod:`recovery_jax.stats`), groups are
 overlaid, and RS is plotted against each config key that varies.
-All numbers are recomputed from ``losses.npz`` with :mod:`recovery_jax.metrics` (PAPER.md §2).
+All numbers are recomputed from ``losses.npz`` with :mod:`recovery_jax.metrics` (docs/PROTOCOL.md §2).
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def _section_intro(rep: _Report, title: str | None) -> list[str]:
     return [
         f"# {title or 'Anticipatory-recovery report'}", "",
         f"{len(rep.runs)} run(s). All numbers recomputed from `losses.npz` with `recovery_jax.metrics` "
-        "(PAPER.md §2): RS(n) = (l_max − l_before)/(l_max − l_after), a ratio of document averages over the "
+        "(docs/PROTOCOL.md §2): RS(n) = (l_max − l_before)/(l_max − l_after), a ratio of document averages over the "
         "cycle between the n-th and (n+1)-th training; online loss = first-step training loss of each episode, "
         "averaged over epochs ≥ 2. \"positive transfer\" flags cycles with (almost) no forgetting, whose RS "
         "is not meaningful (§2.4 footnote).", "",

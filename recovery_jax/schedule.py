@@ -34,7 +34,7 @@ class Order:
 def make_order(kind: str, T: int, E: int, rng: np.random.Generator, *, shuffle_n: int = 0,
                filler_min: int = 20, filler_max: int = 100) -> Order:
     """cyclic: x_1..x_T every epoch. shuffled: x_1 first, the other T-1 re-shuffled every epoch.
-    partial: x_1 first, x_2..x_N re-shuffled every epoch, x_{N+1}..x_T fixed (PAPER.md Fig 12).
+    partial: x_1 first, x_2..x_N re-shuffled every epoch, x_{N+1}..x_T fixed (docs/PROTOCOL.md §3 Fig 12).
     filler: x_1..x_T, then a random number in [filler_min, filler_max] of documents each used
     once in the whole run (Fig 18)."""
     docs, fillers, epochs = [], [], []

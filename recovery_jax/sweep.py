@@ -1,4 +1,5 @@
-"""Sweeps: run every point of a config file's `get_sweep()` × seeds, then aggregate over seeds.
+"""Sweeps: run every point of a config file's `get_sweep()` × seeds, then aggregate over seeds (§ numbers:
+docs/PROTOCOL.md).
 
     python -m recovery_jax.sweep --config configs/cpu/fig5b.py --workdir runs/fig5b
         [--config.KEY=VALUE ...] [--seeds 0,1,2] [--variants a,b] [--dry-run] [--report] [--overwrite]
@@ -32,7 +33,7 @@ mean ± std over seeds (recovery_jax.stats: std with ddof=0, a lone seed without
 numbers as recovery_jax.report), n, the per-cycle RS means, the
 online loss (epochs >= 2) mean ± std, document 1's relative loss drop before its last revisit
 (`revisit_doc0.last_rel_drop`: ~0 means no recovery, the shuffled-baseline check of Fig 1a) and the
-number of runs whose last cycle is flagged for positive transfer (RS not meaningful, PAPER.md §2.4).
+number of runs whose last cycle is flagged for positive transfer (RS not meaningful, docs/PROTOCOL.md §2.4).
 `--report` also runs `python -m recovery_jax.report` on all runs into WORKDIR/report.
 """
 
@@ -308,7 +309,7 @@ def summary_markdown(summary: dict) -> str:
              f"{summary['n_runs_done']}/{summary['n_runs']} runs done; "
              f"CPU time of the runs {summary['cpu_s_total'] / 60:.1f} min "
              f"(wall {summary['wall_s_total'] / 60:.1f} min).", "",
-             "RS = recovery score of the last cycle (PAPER.md §2.4), mean ± std (ddof 0) over seeds (one seed: its "
+             "RS = recovery score of the last cycle (docs/PROTOCOL.md §2.4), mean ± std (ddof 0) over seeds (one seed: its "
              "value); online = mean "
              "first-step training loss of epochs ≥ 2 (§2.5); doc-1 drop = (peak − before)/peak of document 1 before "
              "its last revisit (≈ 0: no recovery; the shuffled-baseline check); PT = runs whose last cycle is "

@@ -1,4 +1,4 @@
-"""The paper's computational toy model of anticipatory recovery (PAPER.md §4; Sec 4.4, App. A.5; Figs 10–11).
+"""The paper's computational toy model of anticipatory recovery (docs/PROTOCOL.md §4; Sec 4.4, App. A.5; Figs 10–11).
 
 Tasks i = 1..T are single points ``x_i ∈ R^N``.  A slow projection ``P ∈ R^{dim×N}`` and a fast vector
 ``w ∈ R^dim`` are learned; task i has the invertible map ``f_i`` and loss ``ℓ_i(P, w) = ½‖P x_i − f_i(w)‖²``.
@@ -11,7 +11,7 @@ Variants: ``"identity"`` (f_i(w) = w, w ← P x_i) and ``"affine"`` (f_i(w) = y_
 Initialisation (A.5): P entries ~ N(0, 1/N²), entries of x_i, y_i and the initial w ~ Unif(−1, 1).
 
 Defaults follow the paper: identity N = dim = 1000, affine N = dim = 100, T = 25, lr 0.01 — except that the
-identity variant **diverges at the literal lr 0.01** (α‖x‖² ≈ 0.01·1000/3 ≈ 3.3 > 2, PAPER §4), so its default
+identity variant **diverges at the literal lr 0.01** (α‖x‖² ≈ 0.01·1000/3 ≈ 3.3 > 2, docs/PROTOCOL.md §4), so its default
 lr here is 0.001; ``--literal`` restores 0.01 and the run stops with a :class:`ToyDivergenceError`.
 
 ``reduction``: ``"sum"`` is the paper's ½‖r‖²; ``"mean"`` is ``torch.nn.MSELoss``'s mean(r²) (gradient
@@ -192,7 +192,7 @@ def run_toy(cfg: ToyConfig, progress: Callable[[str], None] | None = None) -> To
                 f"toy model ({cfg.variant}, N={N}, dim={D}, lr={cfg.lr}, reduction={cfg.reduction}) diverged at "
                 f"step {k} (epoch {e}): max task loss {worst:.3g} > {cfg.divergence_factor:.0e} × initial mean "
                 f"loss. The P update multiplies P x_i by (1 − α_eff‖x_i‖²) with α_eff‖x_i‖² up to {stability:.2f} "
-                f"> 2, so it overshoots. PAPER §4: the literal Fig 10(a) setting (lr 0.01, N=1000, ½-sum loss) "
+                f"> 2, so it overshoots. docs/PROTOCOL.md §4: the literal Fig 10(a) setting (lr 0.01, N=1000, ½-sum loss) "
                 f"diverges; use lr 0.001 (the default without --literal) or --reduction mean."
             )
         if k % T == 0:
@@ -273,7 +273,7 @@ def plot_toy_ring(result: ToyResult, title: str, epochs: list[int] | None = None
 def main(argv: list[str] | None = None) -> int:
     ap = cli.ArgumentParser(
         prog="python -m recovery_jax.toy",
-        description="Computational toy model of anticipatory recovery (PAPER.md §4, Figs 10-11).",
+        description="Computational toy model of anticipatory recovery (docs/PROTOCOL.md §4, Figs 10-11).",
     )
     ap.add_argument("--variant", choices=VARIANTS, default="affine", help="identity: f=id; affine: f_i(w)=y_i-w")
     ap.add_argument("--N", type=int, default=None, help="input dimension (default 1000 identity / 100 affine)")

@@ -96,7 +96,7 @@ def test_paper_configs_point_to_real_presets_and_tokenizers(path):
         assert not c.data.restrict_vocab and c.model.dtype == "float32"
 
 
-PAPER_FACTS = {  # (file, key) -> value for every run of the file (PAPER.md §1.2 and §3)
+PAPER_FACTS = {  # (file, key) -> value for every run of the file (docs/PROTOCOL.md §1.2 and §3)
     "base": {"T": 25, "C": 256, "M": 10, "E": 5, "optim.name": "sgd", "optim.lr": 1e-3, "model.preset": "pythia-1b",
              "data.source": "cnn_dailymail", "model.init": "pretrained", "model.revision": "main"},
     "fig1": {"T": 100, "C": 256},

@@ -1,4 +1,4 @@
-"""Hand-computed checks of recovery_jax.metrics (PAPER.md §2)."""
+"""Hand-computed checks of recovery_jax.metrics (docs/PROTOCOL.md §2)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The computational toy model (PAPER.md §4)."""
+"""The computational toy model (docs/PROTOCOL.md §4)."""
 
 import dataclasses
 import json
@@ -10,7 +10,7 @@ from recovery_jax import metrics, toy
 
 
 def test_affine_recovery_rises_and_matches_paper_check_values():
-    # PAPER §4 check (numpy, seed 0, N = dim = 100, lr 0.01, ½-sum loss): RS(1..5) ≈ 0.44, 0.57, 0.67, 0.74, 0.79
+    # docs/PROTOCOL.md §4 check (numpy, seed 0, N = dim = 100, lr 0.01, ½-sum loss): RS(1..5) ≈ 0.44, 0.57, 0.67, 0.74, 0.79
     res = toy.run_toy(toy.default_config("affine", epochs=6))
     rs = res.recovery_scores
     assert rs.shape == (5,)
@@ -43,7 +43,7 @@ def test_identity_literal_lr_diverges_with_clear_message():
     assert cfg.lr == 0.01 and cfg.N == 1000 and cfg.dim == 1000
     with pytest.raises(toy.ToyDivergenceError, match=r"diverged.*> 2"):
         toy.run_toy(cfg)
-    # the stable default (lr 0.001) recovers strongly: PAPER §4 check RS ≈ 0.88 → 0.97 over 20 epochs
+    # the stable default (lr 0.001) recovers strongly: docs/PROTOCOL.md §4 check RS ≈ 0.88 → 0.97 over 20 epochs
     ok = toy.run_toy(toy.default_config("identity", epochs=20))
     assert ok.config.lr == 0.001
     rs = ok.recovery_scores
@@ -81,7 +81,7 @@ def test_cli_writes_run_dir(tmp_path, capsys):
 
 
 def _reference_toy(variant, N, dim, T, epochs, lr, seed):
-    """Literal PAPER §4 algorithm with an explicit P (same random draws as toy.run_toy)."""
+    """Literal docs/PROTOCOL.md §4 algorithm with an explicit P (same random draws as toy.run_toy)."""
     rng = np.random.default_rng(seed)
     P = rng.normal(0.0, 1.0 / N, size=(dim, N))
     X = rng.uniform(-1.0, 1.0, size=(T, N))

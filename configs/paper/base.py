@@ -1,4 +1,4 @@
-"""The paper's default setting (PAPER.md §3 preamble); every configs/paper/ file starts here.
+"""The paper's default setting (docs/PROTOCOL.md §3 preamble); every configs/paper/ file starts here.
 
 Pretrained Pythia-1B (hub EleutherAI/pythia-1b, revision main = step143000), CNN/DailyMail 3.0.0
 train split through TensorFlow Datasets (`article` field), the model's own GPT-NeoX-20B tokenizer
@@ -6,7 +6,7 @@ train split through TensorFlow Datasets (`article` field), the model's own GPT-N
 T=25 documents, first C=256 tokens, M=10 plain-SGD steps (lr 1e-3, no momentum) per document,
 E=5 epochs, evaluation of all T documents after every episode.
 
-Choices the paper leaves open (PAPER.md §8), made here:
+Choices the paper leaves open (docs/PROTOCOL.md §8), made here:
 - data.min_tokens=2: the authors sample documents with no length filter and right-pad them (only
   documents with at least one target token are kept); our default would require >= C tokens.
 - 3 seeds (the paper: "3-5 trials"); a seed fixes document sample, order and shuffles.

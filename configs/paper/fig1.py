@@ -1,6 +1,6 @@
 """Fig 1(a,b): the phenomenon — loss of x_1 and the shift-averaged loss, cyclic vs shuffled.
 
-PAPER.md §3 Fig 1: pretrained Pythia-1B, T=100 (v2; v1 used T=25), C=256, M=10, E=5, SGD 1e-3,
+docs/PROTOCOL.md §3 Fig 1: pretrained Pythia-1B, T=100 (v2; v1 used T=25), C=256, M=10, E=5, SGD 1e-3,
 20 seeds. The shuffled baseline keeps x_1 first and re-shuffles the other 99 documents every epoch
 (order.kind="shuffled" = the authors' train_interleave_rev.py with N=T). Expected: inverted U per
 epoch for cyclic (epoch-2 peak near x_60, > half of the forgetting recovered), none for shuffled.

@@ -1,6 +1,6 @@
 """Fig 12 (B.1): partial random shuffling.
 
-PAPER.md §3 Fig 12 (train_interleave_rev.py --start-shuffle-data-samples N): T=25; every epoch
+docs/PROTOCOL.md §3 Fig 12 (train_interleave_rev.py --start-shuffle-data-samples N): T=25; every epoch
 x_1 stays first, x_2..x_N are re-shuffled, x_{N+1}..x_T stay fixed; N in {8, 16, 24}. Loss on x_1.
 Expected: some recovery even at N=24 (only the fixed x_25 -> x_1 transition remains).
 

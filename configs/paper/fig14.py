@@ -1,6 +1,6 @@
 """Fig 14 (B.3): number of attention heads, from scratch.
 
-PAPER.md §3 Fig 14: width 2048, 16 blocks, from scratch (configs/paper/scratch_1b.py), heads in
+docs/PROTOCOL.md §3 Fig 14: width 2048, 16 blocks, from scratch (configs/paper/scratch_1b.py), heads in
 {2, 4, 8, 16} (run-train-interleave-cnn-scratch-ablation.sh shows h=2). Loss on x_1. Expected:
 little effect.
 

@@ -1,6 +1,6 @@
 """Fig 15 (B.4): initialization scheme of a random-init Pythia-1B.
 
-PAPER.md §3 Fig 15: the Pythia recipe (small_init / wang_init; model.init="pythia") vs an isotropic
+docs/PROTOCOL.md §3 Fig 15: the Pythia recipe (small_init / wang_init; model.init="pythia") vs an isotropic
 Gaussian sigma=0.02 (HF's default without the rescale; model.init="normal"). Also
 "pythia_1b_hardcoded", the authors' train_interleave.py rescale with d=2048, L=16 hard-coded,
 identical to "pythia" for the 1B shape. Loss on x_1. Expected: Pythia init gives much lower loss and

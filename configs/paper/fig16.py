@@ -1,6 +1,6 @@
 """Fig 16 (B.5): number of pre-training steps.
 
-PAPER.md §3 Fig 16: Pythia checkpoints after 6K, 12K, 24K, 48K, 96K steps and the full 143K
+docs/PROTOCOL.md §3 Fig 16: Pythia checkpoints after 6K, 12K, 24K, 48K, 96K steps and the full 143K
 (revision main). The model size is UNCONFIRMED; chosen: 1B (the default model).
 Expected: more pre-training, more recovery.
 

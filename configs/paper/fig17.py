@@ -1,6 +1,6 @@
 """Fig 17 (B.6): cosine learning-rate schedule over 10 epochs.
 
-PAPER.md §3 Fig 17: Pythia-1B, E=10, cosine decay to min lr 0 over the whole run. Base lr and the
+docs/PROTOCOL.md §3 Fig 17: Pythia-1B, E=10, cosine decay to min lr 0 over the whole run. Base lr and the
 granularity are UNCONFIRMED; chosen: base lr 1e-3 (the default), decayed per gradient step
 (optax.cosine_decay_schedule over E*T*M steps). Expected: recovery persists.
 

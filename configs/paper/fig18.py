@@ -1,6 +1,6 @@
 """Fig 18 (B.7): random filler documents inserted.
 
-PAPER.md §3 Fig 18: 20 fixed documents every epoch, then a random number in [20, 100] of other
+docs/PROTOCOL.md §3 Fig 18: 20 fixed documents every epoch, then a random number in [20, 100] of other
 documents, each used once in the whole run (order.kind="filler"). Epoch lengths vary. Expected:
 recovery for documents 2-20. Only the 20 fixed documents are evaluated.
 

@@ -1,6 +1,6 @@
 """Fig 19a (B.8): more, smaller steps — M with inverse learning-rate scaling.
 
-PAPER.md §3 Fig 19a: (M, lr) = (1, 0.01), (5, 0.002), (10, 0.001), (20, 0.0005), the same total
+docs/PROTOCOL.md §3 Fig 19a: (M, lr) = (1, 0.01), (5, 0.002), (10, 0.001), (20, 0.0005), the same total
 update split into more steps (a sweep "zip"; equivalently optim.lr=1e-3 with optim.lr_ref_M=10 and a
 grid over M). Expected: more, smaller steps give more anticipation.
 

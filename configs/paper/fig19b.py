@@ -1,6 +1,6 @@
 """Fig 19b (B.9): long context needs more steps.
 
-PAPER.md §3 Fig 19b: C=1024 with M in {10, 20, 40}. Expected: more steps bring recovery back;
+docs/PROTOCOL.md §3 Fig 19b: C=1024 with M in {10, 20, 40}. Expected: more steps bring recovery back;
 v1: C=1024 with M=40 matches the RS of C=256 with M=10 (configs/paper/base.py). Evaluation in
 batches of 5 documents.
 

@@ -1,6 +1,6 @@
 """Fig 21 (B.11): a Wikipedia corpus, random-init models only (Wikipedia is in the Pile).
 
-PAPER.md §3 Fig 21 uses wikitext-103; model sizes and what a "document" is are UNCONFIRMED.
+docs/PROTOCOL.md §3 Fig 21 uses wikitext-103; model sizes and what a "document" is are UNCONFIRMED.
 recovery_jax has no wikitext-103 loader, so this file uses data.source="wiki": sections of the
 offline English-Wikipedia sample that ships with gensim (one section = one document). To run on
 wikitext-103 itself, export its articles to a .jsonl ({"text": ...} per line) and pass

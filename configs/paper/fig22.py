@@ -1,6 +1,6 @@
 """Fig 22 (C.1): magnitude of activation and weight updates between consecutive episodes.
 
-PAPER.md §2.11: pretrained Pythia-410M, 4 epochs (E=4), T=25: (a) ||a_1(k) - a_1(k-1)|| of the
+docs/PROTOCOL.md §2.11: pretrained Pythia-410M, 4 epochs (E=4), T=25: (a) ||a_1(k) - a_1(k-1)|| of the
 final hidden states of x_1 (probe "activations"), (b) ||w(k) - w(k-1)|| (probe "weights"; the report
 uses the probe's direct difference norms when present, else the sketched Gram matrix). Expected:
 activation changes stepwise, weight changes monotonically decreasing.

@@ -1,6 +1,6 @@
 """Fig 23 (C.2): pairwise recovery matrices for long cycles, T in {50, 100, 200}.
 
-PAPER.md §2.6 / §3 Fig 23 (dipping_matrix.py): pretrained Pythia-1B, checkpoint after 4 epochs,
+docs/PROTOCOL.md §2.6 / §3 Fig 23 (dipping_matrix.py): pretrained Pythia-1B, checkpoint after 4 epochs,
 R[i,j] = L_j(theta*) - L_j(theta* after M SGD steps on x_i) for all ordered pairs (T extra
 episodes). Expected: the bright centre splits into two blobs as T grows, with a 10-15-document
 border of no recovery. Evaluation in batches of 25 documents.

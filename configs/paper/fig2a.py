@@ -1,6 +1,6 @@
 """Fig 2(a): model size, pretrained — RS of epoch 4 against size.
 
-PAPER.md §3 Fig 2a: pretrained Pythia 160M, 410M, 1B, 1.4B, 2.8B; defaults otherwise (T=25,
+docs/PROTOCOL.md §3 Fig 2a: pretrained Pythia 160M, 410M, 1B, 1.4B, 2.8B; defaults otherwise (T=25,
 C=256, M=10, E=5, SGD 1e-3). Expected: RS rises with size, with a sharp jump 160M -> 410M.
 
     python -m recovery_jax.sweep --config configs/paper/fig2a.py --workdir runs/paper/fig2a --report

@@ -1,8 +1,8 @@
 """Fig 2(b): model size, random initialization (Pythia recipe).
 
-PAPER.md §3 Fig 2b / §1.4: the authors load Pythia's own initial weights, the hub revision
+docs/PROTOCOL.md §3 Fig 2b / §1.4: the authors load Pythia's own initial weights, the hub revision
 `step0` (run-train-interleave-cnn-scratch.sh), which is what this file does. The size list is
-UNCONFIRMED; chosen: the five sizes of Fig 2a. Offline alternative (reading (b) of §1.4, per-size
+UNCONFIRMED; chosen: the five sizes of Fig 2a. Offline alternative (reading (b) of docs/PROTOCOL.md §1.4, per-size
 rescaling of N(0, 0.02)): --config.model.init=pythia (or pythia_1b_hardcoded for the authors'
 hard-coded d=2048, L=16 scaling). Expected: recovery present (410M, 1B), weaker than pretrained,
 growing with size.

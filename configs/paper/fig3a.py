@@ -1,6 +1,6 @@
 """Fig 3(a): width (token-embedding size), from scratch.
 
-PAPER.md §3 Fig 3: Pythia-1B config from scratch (configs/paper/scratch_1b.py: 16 blocks,
+docs/PROTOCOL.md §3 Fig 3: Pythia-1B config from scratch (configs/paper/scratch_1b.py: 16 blocks,
 8 heads, MLP 8192 at every width), hidden_size varied. Expected: noticeable recovery needs width
 >= 512. The grid is UNCONFIRMED ("spanning <= 256 to 2048"); chosen: 128..2048 in powers of two.
 Heads stay 8 (head dims 16..256; rotary 25% stays even).

@@ -1,6 +1,6 @@
 """Fig 3(b): depth (number of transformer blocks), from scratch.
 
-PAPER.md §3 Fig 3: Pythia-1B config from scratch (configs/paper/scratch_1b.py: 2048 wide,
+docs/PROTOCOL.md §3 Fig 3: Pythia-1B config from scratch (configs/paper/scratch_1b.py: 2048 wide,
 8 heads, MLP 8192), num_layers varied. Expected: noticeable recovery needs >= 8 blocks. The grid
 is UNCONFIRMED ("spanning <= 4 to 16"); chosen: 2, 4, 8, 12, 16. The Pythia init's output
 projections scale with the actual depth (2/(L sqrt(d))).

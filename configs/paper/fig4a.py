@@ -1,6 +1,6 @@
 """Fig 4(a): random token masking during training.
 
-PAPER.md §3 Fig 4a (train_interleave_randommask.py): at every gradient step each input token is
+docs/PROTOCOL.md §3 Fig 4a (train_interleave_randommask.py): at every gradient step each input token is
 replaced by id 0 (<|endoftext|>, the pad id; variant.mask_id=-1 means the pad id) with probability
 p, a fresh mask per step, labels unchanged, evaluation unmasked. The p grid is UNCONFIRMED ("up to
 0.3"; the example script uses 0.3); chosen: 0, 0.1, 0.2, 0.3. Expected: weaker but clear recovery.

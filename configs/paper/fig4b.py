@@ -1,6 +1,6 @@
 """Fig 4(b): random window shift during training.
 
-PAPER.md §3 Fig 4b (train_interleave_randomwindow.py): documents tokenized to a 512-token block;
+docs/PROTOCOL.md §3 Fig 4b (train_interleave_randomwindow.py): documents tokenized to a 512-token block;
 each gradient step trains on the 256-token window [128+s, 384+s), s uniform in [-W, W]; evaluation
 on the fixed window [128, 384). W=0 is the control (still tokens 128..383). The W grid is
 UNCONFIRMED ("up to 128"); chosen: 0, 32, 64, 128.

@@ -1,6 +1,6 @@
 """Fig 5(a): number of documents T.
 
-PAPER.md §3 Fig 5a: T in {10, 25, 50, 100, 200}, pretrained Pythia-1B, defaults otherwise (Fig 5
+docs/PROTOCOL.md §3 Fig 5a: T in {10, 25, 50, 100, 200}, pretrained Pythia-1B, defaults otherwise (Fig 5
 used pretrained models per the v1 text; the project page says scratch — UNCONFIRMED, pretrained
 chosen). Expected: recovery at every T, even 200. Evaluation in batches of 25 documents.
 

@@ -1,6 +1,6 @@
 """Fig 5(c): context length C.
 
-PAPER.md §3 Fig 5c: C in {128, 256, 512, 1024}; shorter documents are right-padded
+docs/PROTOCOL.md §3 Fig 5c: C in {128, 256, 512, 1024}; shorter documents are right-padded
 (data.min_tokens=2 from base.py, as the authors). Expected: longer C gives lower RS at fixed M
 (cf. fig19b.py). Evaluation in batches of 5 documents (1024-token fp32 logits of 25 documents
 would be 5 GB at once).

@@ -1,6 +1,6 @@
 """Fig 5(d): frozen blocks — freeze the first B of the 16 blocks of Pythia-1B.
 
-PAPER.md §3 Fig 5d (train_interleave_frozen_blocks.py --num-frozen-blocks B): embed_in and blocks
+docs/PROTOCOL.md §3 Fig 5d (train_interleave_frozen_blocks.py --num-frozen-blocks B): embed_in and blocks
 0..B-1 frozen; final LayerNorm and embed_out trainable (optim.freeze_first). B in {4, 6, 8, 10,
 12}, plus B=0 as the reference. The authors' example script uses --num-frozen-blocks-rev 8 (the
 LAST 8 blocks): --config.optim.freeze_first=0 --config.optim.freeze_last=8 reproduces that.

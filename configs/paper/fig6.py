@@ -1,6 +1,6 @@
 """Fig 6(a,b): Adam (state reset at every document) vs plain gradient descent.
 
-PAPER.md §3 Fig 6: (a) random-init and (b) pretrained Pythia-1B. Random init = the hub revision
+docs/PROTOCOL.md §3 Fig 6: (a) random-init and (b) pretrained Pythia-1B. Random init = the hub revision
 step0 (Pythia's own initial weights), pretrained = main: a grid over model.revision. Optimizer
 variants: "sgd" (lr 1e-3), "adam_reset" (lr 1e-4, the released script
 run-train-interleave-cnn-optimizer-reset.sh) and "adam_reset_1e-5" (the lr the paper's A.1 states).

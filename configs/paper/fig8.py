@@ -1,6 +1,6 @@
 """Fig 8(a-d): gradient cosines, pairwise recovery, weight-residual cosines, activation cosines.
 
-PAPER.md §2.6-2.9 and §3 "Section 4 visualizations": pretrained Pythia-410M (the Section 4
+docs/PROTOCOL.md §2.6-2.9 and §3 "Section 4 visualizations": pretrained Pythia-410M (the Section 4
 default), T=25, defaults otherwise. Probes (recovery_jax/probes.py):
 - grads (Fig 8a): per-document gradients of the attention weights of block probes.grad_layer after
   probes.epoch=4 epochs. "Block 12" and which tensor are UNCONFIRMED; chosen: grad_layer=12

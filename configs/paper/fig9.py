@@ -1,6 +1,6 @@
 """Fig 9: PCA of the last-layer weights (embed_out) over the first 3 epochs.
 
-PAPER.md §2.10: pretrained Pythia-1B, T=25, embed_out (50277 x 2048) after each episode of the
+docs/PROTOCOL.md §2.10: pretrained Pythia-1B, T=25, embed_out (50277 x 2048) after each episode of the
 first 3 epochs (75 states; probes.max_episodes=75), 3-component PCA from the Gram matrix
 (recovery_jax.metrics.pca_from_gram). The states are CountSketch-projected to 2^22 dimensions
 (exact: 76 x 103M floats = 31 GB of host memory; sketching is linear, so centred PCA is kept up to

@@ -1,6 +1,6 @@
 """Fig 1(c) + Table 1: prequential (online) loss, cyclic vs shuffled, four model sizes.
 
-PAPER.md §2.5 / §3: pretrained Pythia 410M, 1B, 1.4B, 2.8B; T=100, C=512, M=10, E=5, SGD 1e-3,
+docs/PROTOCOL.md §2.5 / §3: pretrained Pythia 410M, 1B, 1.4B, 2.8B; T=100, C=512, M=10, E=5, SGD 1e-3,
 10 seeds. Metric: mean first-step training loss of epochs 2-5 (summary.json online_loss.mean;
 sweep_summary.md "online loss"). Paper: cyclic 1.09/1.03/1.14/1.34 vs shuffle 1.34/1.51/1.51/1.79.
 The model's preset, hub path and tokenizer move together (a sweep "zip"). Evaluation in batches of

@@ -10,7 +10,7 @@ the training order (the paper keeps ``random.sample``'s order).  Because the per
 does not depend on ``T``, the documents for a smaller T are a prefix of those for a larger
 T with the same seed.  Documents are tokenized lazily, chunk by chunk, in that order.
 
-Tokenization follows the paper (§1.3 of PAPER.md): no BOS/EOS, keep the first C tokens,
+Tokenization follows the paper (docs/PROTOCOL.md §1.3): no BOS/EOS, keep the first C tokens,
 right-pad with the pad id (EOS) to C; ``mask_TC`` is True on real tokens only.
 """
 
