@@ -86,7 +86,7 @@ def test_speed_bounds_by_hand():
 
 def test_flop_model_counts():
     fm = common.flop_model("gpt_neox", {"hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2,
-                                        "intermediate_size": 32, "vocab_size": 10}, C=4)
+                                        "intermediate_size": 32, "vocab_size": 10, "rotary_pct": 0.5}, C=4)
     per_block = 3 * 64 + 64 + 2 * 8 * 32
     assert fm["matmul_params"] == 2 * per_block + 8 * 10
     assert fm["forward_flops_per_seq"] == 2 * fm["matmul_params"] * 4 + 2 * 4 * 16 * 8

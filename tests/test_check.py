@@ -13,7 +13,7 @@ import pytest
 
 from recovery_jax import check, cli
 from recovery_jax.checkpoint import Checkpointer
-from recovery_jax.results import write_json_atomic, write_npz_atomic
+from recovery_jax.rundir import write_json_atomic, write_npz_atomic
 
 T, M, E = 3, 2, 2
 K = E * T

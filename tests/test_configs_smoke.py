@@ -67,9 +67,7 @@ def test_every_sweep_point_validates(path):
         if r.cfg.model.init == "pretrained":
             continue
         # the from-scratch shape is a valid model (heads divide the width, even rotary dims, ...)
-        from recovery_jax import runner
-        arch, hf = runner.model_config(r.cfg, 1000)
-        models.parse_config(arch, hf)
+        models.model_config(r.cfg.model, 1000)
 
 
 # ----------------------------------------------------------------------------- paper configs (no network here)
