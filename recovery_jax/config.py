@@ -120,6 +120,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint.every = "epoch"
     c.checkpoint.keep = 2
 
+    # Devices (docs/SCALING.md, recovery_jax/sharding.py): a mesh of runs x model devices. `runs` spreads the
+    # run axis of a group (each device group holds R/runs runs); `model` shards each run's parameters and
+    # optimizer state (FSDP) and splits the evaluation documents. 0 = auto: every device on `runs` when one
+    # run fits a device, else the smallest `model` axis that fits. runs x model = the visible devices.
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.runs = 0
+    c.mesh.model = 0
+
     c.progress = True
     return c
 
@@ -229,7 +237,7 @@ def to_dict(cfg: ml_collections.ConfigDict) -> dict:
 
 # Keys that change how a run executes, not what it computes (any value gives the same losses up to fp32
 # rounding): a run may be resumed, or a finished run reused by a sweep, with other values of these.
-PERFORMANCE_KEYS = ("progress", "eval.batch", "model.attention_block")
+PERFORMANCE_KEYS = ("progress", "eval.batch", "model.attention_block", "mesh.runs", "mesh.model")
 
 
 def without_performance_keys(d: dict) -> dict:
@@ -383,6 +391,8 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _range(cfg, "probes.sketch_dim", 0)
     _choice(cfg, "checkpoint.every", CHECKPOINT_EVERY)
     _range(cfg, "checkpoint.keep", 1)
+    _range(cfg, "mesh.runs", 0)
+    _range(cfg, "mesh.model", 0)
     if cfg.order.kind == "filler" and cfg.data.restrict_vocab:
         raise ConfigError("data.restrict_vocab cannot be combined with order.kind='filler' (filler documents bring "
                           "tokens outside the T documents); set data.restrict_vocab=false")
