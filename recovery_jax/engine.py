@@ -8,6 +8,12 @@ XLA program (compiled once per run or group), its input state buffers donated.
 The run axis: `episode_R` / `evaluate_R` are the same functions vmapped over a leading axis R of state, hp,
 tasks and evaluation sets, so R independent runs (seeds, learning rates, orders, mask probabilities, per-run
 restricted vocabularies padded to the group's largest) are one program. A single run is R = 1.
+
+Tasks (docs/PROTOCOL.md §1.1, §3 Fig 7): a task is a pair of arrays (x, y) and its kind (EpisodeSpec.task, the
+architecture's `task`) says what they are and what its loss is — "lm": a token sequence x = tokens_C with y = its
+0/1 mask (a text document, or an image's colour-cluster ids for Image GPT), mean next-token NLL; "classify": a
+batch x = pixels_BHWC with y = labels_B, mean cross-entropy over the batch. The episode, evaluation, run axis and
+pairwise map are the same code for both; the T tasks stack on a leading axis (tokens_TC / pixels_TBHWC).
 """
 
 from __future__ import annotations
@@ -39,6 +45,38 @@ def masked_doc_losses(logits_BLV, targets_BL, weights_BL) -> jax.Array:
     nll_BL = token_nll(logits_BLV[:, :-1], targets_BL[:, 1:])
     w_BL = weights_BL[:, 1:].astype(jnp.float32)
     return (nll_BL * w_BL).sum(-1) / jnp.maximum(w_BL.sum(-1), 1.0)
+
+
+def classify_losses(logits_NK, labels_N) -> jax.Array:
+    """Per-image cross-entropy in float32 (torch CrossEntropyLoss before its mean over the batch)."""
+    logits_NK = logits_NK.astype(jnp.float32)
+    lse_N = jax.nn.logsumexp(logits_NK, axis=-1)
+    return lse_N - jnp.take_along_axis(logits_NK, labels_N[:, None], axis=-1)[:, 0]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A kind of task: `losses(logits_fn, x_T, y_T, inputs_T) -> [T]`, one loss per task of a stack of T tasks,
+    where inputs_T is the model input (x_T, or the training view of it: masked tokens); `token_views`: whether
+    the per-step token views (first C tokens, random window, input masking) apply."""
+
+    name: str
+    losses: Callable
+    token_views: bool
+
+
+def _lm_task_losses(logits_fn, tokens_TC, mask_TC, inputs_TC):
+    return masked_doc_losses(logits_fn(inputs_TC), tokens_TC, mask_TC)
+
+
+def _classify_task_losses(logits_fn, pixels_TBHWC, labels_TB, inputs_TBHWC):
+    """The mean cross-entropy of each task's batch: the T*B images go through the model as one batch."""
+    T, B = labels_TB.shape
+    logits_NK = logits_fn(inputs_TBHWC.reshape(T * B, *inputs_TBHWC.shape[2:]))
+    return classify_losses(logits_NK, labels_TB.reshape(T * B)).reshape(T, B).mean(-1)
+
+
+TASKS = {"lm": Task("lm", _lm_task_losses, True), "classify": Task("classify", _classify_task_losses, False)}
 
 
 CPU_EVAL_TOKENS = 640  # tokens per evaluation chunk on CPU (measured: benchmarks/README.md, engine note 1)
@@ -81,6 +119,7 @@ class EpisodeSpec:
     # the runs of a group have vocabularies of different sizes, padded to the largest: logits at ids >=
     # hp["vocab"] are masked out, so each run's softmax is over its own tokens only
     vocab_mask: bool = False
+    task: str = "lm"  # a key of TASKS: what a task's arrays are and what its loss is
 
 
 def default_hp(spec: "EpisodeSpec", lr: float, vocab: int) -> dict:
@@ -98,10 +137,30 @@ class Engine:
         self.apply_hidden = hidden_fn  # (params, input_ids_BL) -> (logits_BLV, hidden_BLD), for probes
         self.opt = optimizer
         self.spec = spec
+        if spec.task not in TASKS:
+            raise ValueError(f"unknown task kind {spec.task!r}; valid: {list(TASKS)}")
+        self.task = TASKS[spec.task]
         self.episode = jax.jit(self._episode, donate_argnums=(0,))
         self.evaluate = jax.jit(self._evaluate)
-        self.episode_R = jax.jit(jax.vmap(self._episode), donate_argnums=(0,))
-        self.evaluate_R = jax.jit(jax.vmap(self._evaluate))
+        self.episode_R = jax.jit(self._episode_R, donate_argnums=(0,))
+        self.evaluate_R = jax.jit(self._evaluate_R)
+
+    # ------------------------------------------------------------------ the run axis
+    @staticmethod
+    def _over_runs(fn, *args_R):
+        """fn vmapped over the leading run axis; for a group of one, fn itself on the squeezed arguments: the
+        single-run program (no batched matmuls), bit for bit what the run computes outside a group."""
+        R = jax.tree_util.tree_leaves(args_R)[0].shape[0]
+        if R == 1:
+            out = fn(*jax.tree_util.tree_map(lambda x: x[0], args_R))
+            return jax.tree_util.tree_map(lambda x: x[None], out)
+        return jax.vmap(fn)(*args_R)
+
+    def _episode_R(self, state_R, tokens_RB, mask_RB, eval_tokens_RTC, eval_mask_RTC, hp_R):
+        return self._over_runs(self._episode, state_R, tokens_RB, mask_RB, eval_tokens_RTC, eval_mask_RTC, hp_R)
+
+    def _evaluate_R(self, params_R, tokens_RTC, mask_RTC, hp_R):
+        return self._over_runs(self._evaluate, params_R, tokens_RTC, mask_RTC, hp_R)
 
     # ------------------------------------------------------------------ state
     def init_state(self, params: Params, rng: jax.Array) -> State:
@@ -116,25 +175,28 @@ class Engine:
         return logits
 
     def loss(self, params, inputs_BL, targets_BL, weights_BL, dropout_key=None, hp=None) -> jax.Array:
-        """Mean over the batch of per-document losses (batch is 1 during training)."""
+        """Mean over a stack of tasks of their losses (one task during training: a document, or a batch of
+        labelled images whose loss is already the batch mean). Train mode (dropout) with a dropout_key."""
         deterministic = dropout_key is None
         rngs = None if deterministic else {"dropout": dropout_key}
-        logits = self.logits(params, inputs_BL, deterministic, rngs, hp)
-        return masked_doc_losses(logits, targets_BL, weights_BL).mean()
+        return self.task.losses(lambda x: self.logits(params, x, deterministic, rngs, hp),
+                                targets_BL, weights_BL, inputs_BL).mean()
 
     def _evaluate(self, params, tokens_TC, mask_TC, hp=None) -> jax.Array:
-        """Loss of every document, batched (in chunks of eval_batch when memory requires)."""
-        def losses(tok, msk):
-            return masked_doc_losses(self.logits(params, tok, hp=hp), tok, msk)
+        """Loss of every task in eval mode, batched (in chunks of eval_batch tasks when memory requires).
+        tokens_TC / mask_TC: the tasks' x and y stacked on axis 0 (tokens and mask, or pixels and labels)."""
+        def losses(x, y):
+            return self.task.losses(lambda v: self.logits(params, v, hp=hp), x, y, x)
         T = tokens_TC.shape[0]
         b = self.spec.eval_batch
         if not b or b >= T:
             return losses(tokens_TC, mask_TC)
         n = -(-T // b)
         pad = n * b - T
-        tok = jnp.pad(tokens_TC, ((0, pad), (0, 0))).reshape(n, b, -1)
-        msk = jnp.pad(mask_TC, ((0, pad), (0, 0))).reshape(n, b, -1)
-        out = jax.lax.map(lambda xs: losses(*xs), (tok, msk))
+
+        def chunks(a):
+            return jnp.pad(a, ((0, pad),) + ((0, 0),) * (a.ndim - 1)).reshape(n, b, *a.shape[1:])
+        out = jax.lax.map(lambda xs: losses(*xs), (chunks(tokens_TC), chunks(mask_TC)))
         return out.reshape(-1)[:T]
 
     # ------------------------------------------------------------------ one episode
@@ -142,6 +204,8 @@ class Engine:
         """The training input of one step: window (Fig 4b), then input masking (Fig 4a; a run of a group whose
         own mask_prob is 0 draws a mask that hits nothing, so its inputs equal the run's alone)."""
         s = self.spec
+        if not self.task.token_views:  # a batch of labelled images is trained on as it is
+            return tokens_B, tokens_B, mask_B
         if s.window >= 0:
             k_win, key = jax.random.split(key)
             off = schedule.window_offset(k_win, s.window_start, s.window)
@@ -155,8 +219,8 @@ class Engine:
         return inputs, tokens, mask
 
     def _episode(self, state: State, tokens_B, mask_B, eval_tokens_TC, eval_mask_TC, hp=None):
-        """M updates on one document (each loss recorded before its update), then all-document
-        evaluation. Returns (state, train_losses_M, eval_losses_T[, step_eval_losses_MT])."""
+        """M updates on one task (each loss recorded before its update), then evaluation of all T tasks.
+        Returns (state, train_losses_M, eval_losses_T[, step_eval_losses_MT])."""
         s = self.spec
         lr = None if hp is None else hp["lr"]
         params = state["params"]
