@@ -25,7 +25,7 @@ import numpy as np
 
 from recovery_jax import config as config_lib
 from recovery_jax import data as data_lib
-from recovery_jax import interrupts, metrics, models, schedule
+from recovery_jax import interrupts, metrics, models, schedule, sharding, vision
 from recovery_jax import optim as optim_lib
 from recovery_jax import rundir as rundir_lib
 from recovery_jax.engine import Engine, EpisodeSpec, auto_eval_batch, default_hp, eval_doc_bytes
@@ -38,7 +38,10 @@ from recovery_jax.rundir import Losses, RunError
 
 @dataclasses.dataclass
 class RunData:
-    docs: Any  # data.DocumentSet (training order x_1..x_T)
+    """The T tasks as arrays: for text (and Image GPT) runs token ids and their 0/1 mask; for classifier runs the
+    `tokens` fields hold pixels_TBHWC and the `mask` fields labels_TB (engine.TASKS says how each is trained)."""
+
+    docs: Any  # data.DocumentSet, or vision.ImageTasks (training order x_1..x_T)
     train_tokens_TB: np.ndarray
     train_mask_TB: np.ndarray
     eval_tokens_TC: np.ndarray
@@ -51,6 +54,9 @@ class RunData:
 
 
 def prepare_data(cfg, order: schedule.Order) -> RunData:
+    if vision.is_image_run(cfg):  # images -> tasks (docs/PROTOCOL.md §3 Fig 7); trained and evaluated as they are
+        t = vision.prepare(cfg)
+        return RunData(t, t.x_T, t.y_T, t.x_T, t.y_T, None, None, [], t.vocab_size, 0)
     tokenizer = data_lib.get_tokenizer(cfg.data.tokenizer)
     corpus = data_lib.load_corpus(cfg.data.source, path=cfg.data.path, text_field=cfg.data.text_field,
                                   split=cfg.data.split)
@@ -85,6 +91,8 @@ def prepare_data(cfg, order: schedule.Order) -> RunData:
 def build_params(cfg, rd: RunData, key) -> tuple[models.ModelConfig, Any]:
     """The model config and initial parameters: pretrained weights (vocabulary cut to the tokens used) or a
     fresh init of the configured shape."""
+    if vision.is_image_run(cfg):
+        return vision.build_params(cfg, rd.docs, key)
     if cfg.model.init == "pretrained":
         mcfg, params = models.load_pretrained(cfg.model.hf_path, revision=cfg.model.revision or None)
         if cfg.model.arch != mcfg.arch:
@@ -135,7 +143,7 @@ def make_engine(cfg, mcfg: models.ModelConfig, total_steps: int, params, pad_id:
         mask_id=pad_id if cfg.variant.mask_id < 0 else int(cfg.variant.mask_id),
         window=int(cfg.variant.window), window_start=int(cfg.variant.window_start),
         eval_batch=resolve_eval_batch(cfg, mcfg), every_step_eval=bool(cfg.eval.every_step),
-        dropout=models.uses_dropout(mcfg), vocab_mask=vocab_mask)
+        dropout=models.uses_dropout(mcfg), vocab_mask=vocab_mask, task=models.registry.get(mcfg).task)
     return Engine(apply_fn, make_optimizer(cfg, total_steps, trainable), spec, hidden_fn)
 
 
@@ -147,6 +155,8 @@ def resolve_eval_batch(cfg, mcfg: models.ModelConfig) -> int:
         return min(b, cfg.T)
     if b == 0:
         return cfg.T
+    if vision.is_image_run(cfg):
+        return vision.eval_batch(cfg, mcfg)
     free = None
     try:
         stats = jax.devices()[0].memory_stats() or {}
@@ -193,6 +203,8 @@ def group_signature(cfg) -> str:
 def run_bytes(cfg) -> int:
     """A rough upper bound on one run's memory in a group: parameters, gradients and optimizer state (fp32, the
     preset's full vocabulary), its tokens, and the activations of a training step and an evaluation chunk."""
+    if vision.is_image_run(cfg):
+        return vision.run_bytes(cfg)
     mcfg = models.model_config(cfg.model, None)
     n = models.param_count(models.param_shapes(mcfg))
     slots = {"sgd": 0, "momentum": 1}.get(cfg.optim.name, 2)
@@ -249,6 +261,8 @@ class Prepared:
     eval_mask_RTC: jax.Array = None
     train_tokens_RTB: jax.Array = None
     train_mask_RTB: jax.Array = None
+    mesh: Any = None  # a jax Mesh when the group spans devices (recovery_jax/sharding.py); None: one device
+    take: Callable = None  # with a mesh: (tokens_RTB, mask_RTB, t_R) -> this episode's tasks, placed; (tokens_RB, mask_RB) -> placed
 
     @property
     def cfg(self):
@@ -271,8 +285,11 @@ class Prepared:
         if self.R == 1 and self.order.docs_K[k - 1] < 0:  # fillers: only ever one run (group_signature)
             d = self.runs[0].data
             f = int(self.order.filler_K[k - 1])
-            return jnp.asarray(d.filler_tokens_NB[f])[None], jnp.asarray(d.filler_mask_NB[f])[None]
+            tok_RB, msk_RB = jnp.asarray(d.filler_tokens_NB[f])[None], jnp.asarray(d.filler_mask_NB[f])[None]
+            return (tok_RB, msk_RB) if self.take is None else self.take(tok_RB, msk_RB)
         t_R = np.asarray([r.order.docs_K[k - 1] for r in self.runs])
+        if self.take is not None:
+            return self.take(self.train_tokens_RTB, self.train_mask_RTB, t_R)
         r_R = np.arange(self.R)
         return self.train_tokens_RTB[r_R, t_R], self.train_mask_RTB[r_R, t_R]
 
@@ -280,6 +297,8 @@ class Prepared:
         return k == self.K or self.order.epoch_K[k] != self.order.epoch_K[k - 1]
 
     def run_state(self, r: int) -> dict:
+        if self.mesh is not None:  # host copies, leaf by leaf (works across processes)
+            return sharding.host_run_state(self.state, r, self.mesh)
         return jax.tree_util.tree_map(lambda x: x[r], self.state)
 
 
@@ -307,15 +326,16 @@ def setup(cfgs: list, rundirs: list, ckpts: list, *, resume: bool, log,
     if len({r.order.n_episodes for r in runs}) != 1 or len({r.order.epoch_K.tobytes() for r in runs}) != 1:
         raise RunError("the runs of a group need the same episodes per epoch; run them with --no-group")
     cfg = cfgs[0]
-    V = max(r.mcfg.vocab_size for r in runs)  # per-run restricted vocabularies, padded to the largest
-    group_mcfg = dataclasses.replace(runs[0].mcfg, vocab_size=V)
+    images = vision.is_image_run(cfg)  # image models' output sizes are fixed by their data: nothing to pad
+    V = runs[0].data.vocab_size if images else max(r.mcfg.vocab_size for r in runs)
+    group_mcfg = runs[0].mcfg if images else dataclasses.replace(runs[0].mcfg, vocab_size=V)  # padded to the largest
     engine = make_engine(cfg, group_mcfg, runs[0].order.n_episodes * cfg.M, params_R[0],
-                         runs[0].data.pad_id, vocab_mask=any(r.mcfg.vocab_size != V for r in runs),
+                         runs[0].data.pad_id, vocab_mask=not images and any(r.mcfg.vocab_size != V for r in runs),
                          mask_prob=max(c.variant.mask_prob for c in cfgs))
     states = []
     for r, params, key in zip(runs, params_R, keys_R):
-        state = engine.init_state(models.pad_vocab(r.mcfg, params, V), key)
-        hp_R.append(default_hp(engine.spec, optim_lib.effective_lr(r.cfg), r.mcfg.vocab_size)
+        state = engine.init_state(params if images else models.pad_vocab(r.mcfg, params, V), key)
+        hp_R.append(default_hp(engine.spec, optim_lib.effective_lr(r.cfg), V if images else r.mcfg.vocab_size)
                     | {"mask_prob": jnp.asarray(r.cfg.variant.mask_prob, jnp.float32)})
         states.append(state)
     del params_R
@@ -339,10 +359,16 @@ def setup(cfgs: list, rundirs: list, ckpts: list, *, resume: bool, log,
     p.eval_mask_RTC = jnp.asarray(np.stack([r.data.eval_mask_TC for r in runs]))
     p.train_tokens_RTB = jnp.asarray(np.stack([r.data.train_tokens_TB for r in runs]))
     p.train_mask_RTB = jnp.asarray(np.stack([r.data.train_mask_TB for r in runs]))
+    episode_R, evaluate_R = engine.episode_R, engine.evaluate_R
+    # -- devices (recovery_jax/sharding.py): a group spanning several devices has its stacked arrays placed on
+    # the mesh and its programs jitted with their shardings; on one device this is skipped (today's program)
+    p.mesh = sharding.group_mesh(cfgs, group_mcfg, log)
+    if p.mesh is not None:
+        episode_R, evaluate_R = sharding.shard_group(p, p.mesh, group_mcfg.arch)
+    # --
     t0 = time.time()  # compile once, ahead of time, and time it apart from training
-    p.episode = engine.episode_R.lower(p.state, *p.task(start_k + 1), p.eval_tokens_RTC, p.eval_mask_RTC,
-                                       p.hp_R).compile()
-    p.evaluate = engine.evaluate_R.lower(p.state["params"], p.eval_tokens_RTC, p.eval_mask_RTC, p.hp_R).compile()
+    p.episode = episode_R.lower(p.state, *p.task(start_k + 1), p.eval_tokens_RTC, p.eval_mask_RTC, p.hp_R).compile()
+    p.evaluate = evaluate_R.lower(p.state["params"], p.eval_tokens_RTC, p.eval_mask_RTC, p.hp_R).compile()
     p.compile_s = time.time() - t0
     if start_k == 0:
         row0_R = np.asarray(p.evaluate(p.state["params"], p.eval_tokens_RTC, p.eval_mask_RTC, p.hp_R))
@@ -510,6 +536,7 @@ def run_group(cfgs: list, workdirs: list[str], *, resume: bool = False, overwrit
     from recovery_jax.checkpoint import Checkpointer  # orbax is heavy; import only for a run
 
     cfgs = [config_lib.validate(c) for c in cfgs]
+    sharding.check(cfgs)  # the mesh's config errors before any run directory is touched
     enable_compilation_cache()
     if len({group_signature(c) for c in cfgs}) > 1:
         raise config_lib.ConfigError("these runs cannot share one compiled program (they differ in more than "
