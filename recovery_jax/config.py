@@ -21,12 +21,16 @@ class ConfigError(ValueError):
     """A config problem the user can fix: printed as one line, no traceback."""
 
 
-ARCHS = ("gpt_neox", "gpt2")
+ARCHS = ("gpt_neox", "gpt2", "imagegpt", "vit", "vgg")  # recovery_jax.models.ARCHITECTURES
 INITS = ("pythia", "pythia_1b_hardcoded", "normal", "gpt2", "pretrained")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adam_reset", "adamw")
 SCHEDULES = ("constant", "cosine")
 ORDERS = ("cyclic", "shuffled", "partial", "filler")
 SOURCES = ("news", "wiki", "files", "cnn_dailymail")
+# image sources (recovery_jax/data/images.py), for the image models (docs/PROTOCOL.md §3 Fig 7)
+IMAGE_SOURCES = ("skimage", "sklearn_photos", "digits", "folder", "imagefolder", "cifar10", "cifar100", "imagenet")
+LABELLED_IMAGE_SOURCES = ("digits", "imagefolder", "cifar10", "cifar100", "imagenet")
+NORMALIZATIONS = ("imagenet", "half")
 DTYPES = ("float32", "bfloat16")
 CHECKPOINT_EVERY = ("none", "epoch", "episode")
 PROBES = ("weights", "embed_out", "activations", "grads", "pairwise")
@@ -52,6 +56,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.first_t = False  # take the first T eligible documents instead of a seeded sample
     c.data.block = 0  # tokens kept per document; 0 means C (random-window runs keep more)
     c.data.restrict_vocab = False  # softmax over only the tokens present in the T documents
+    # Images (model.arch imagegpt | vit | vgg; recovery_jax/vision.py). Image GPT: one image of C = side² colour
+    # tokens per task; classifiers: batch_size labelled images per task.
+    c.data.image_size = 0  # classifiers: the crop side (0: the model's resolution); Image GPT: 0 or sqrt(C)
+    c.data.resize = 0  # classifiers: shorter side resized to this before the centre crop (0: image_size)
+    c.data.batch_size = 1  # images per task (classifiers; Image GPT trains on one image per task)
+    c.data.normalize = "imagenet"  # classifier inputs: ImageNet mean/std, or "half" ([-1, 1], google ViTs)
+    c.data.clusters = ""  # Image GPT colour clusters (.json / folder / .npy); "": the checkpoint's, or k-means
+    c.data.gray_to_rgb = False  # repeat the channel of grayscale images for RGB models
+    c.data.crops_per_image = 16  # photo sources (skimage, sklearn_photos): square crops per photograph
+    c.data.limit = 0  # read only the first N images of the source (tfds split[:N]); 0: all
 
     c.model = ml_collections.ConfigDict()
     c.model.arch = "gpt_neox"
@@ -321,7 +335,7 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _range(cfg, "M", 1)
     _range(cfg, "E", 1)
     _range(cfg, "seed", 0)
-    _choice(cfg, "data.source", SOURCES)
+    _choice(cfg, "data.source", SOURCES + IMAGE_SOURCES)
     if cfg.data.source == "files" and not cfg.data.path:
         raise ConfigError("data.source='files' needs data.path (a folder of .txt, a .jsonl or a .csv file)")
     _range(cfg, "data.min_tokens", 0)
@@ -329,6 +343,7 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if cfg.data.block and cfg.data.block < cfg.C:
         raise ConfigError(f"data.block={cfg.data.block} must be 0 or >= C={cfg.C}")
     _choice(cfg, "model.arch", ARCHS)
+    _check_images(cfg)
     _choice(cfg, "model.init", INITS)
     if cfg.model.init == "pretrained" and not cfg.model.hf_path:
         raise ConfigError("model.init='pretrained' needs model.hf_path (a local HF directory or a hub id)")
@@ -403,14 +418,81 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return cfg
 
 
+def _check_images(cfg) -> None:
+    """Image sources go with image models and text corpora with language models (docs/PROTOCOL.md §3 Fig 7);
+    what an image run needs and what it cannot do."""
+    from recovery_jax.models import registry  # jax/flax: imported only when a config is validated
+
+    arch = registry.get(cfg.model.arch)
+    image_source = cfg.data.source in IMAGE_SOURCES
+    if (arch.data == "images") != image_source:
+        if image_source:
+            models = [a.name for a in registry.ARCHITECTURES.values() if a.data == "images"]
+            raise ConfigError(f"data.source={cfg.data.source!r} is an image source but model.arch={cfg.model.arch!r} "
+                              f"is a language model; image sources need an image model.arch ({', '.join(models)})")
+        raise ConfigError(f"data.source={cfg.data.source!r} is a text corpus but model.arch={cfg.model.arch!r} is an "
+                          f"image model; use an image data.source ({', '.join(IMAGE_SOURCES)})")
+    for key in ("data.image_size", "data.resize", "data.limit"):
+        _range(cfg, key, 0)
+    _range(cfg, "data.batch_size", 1)
+    _range(cfg, "data.crops_per_image", 1)
+    _choice(cfg, "data.normalize", NORMALIZATIONS)
+    if not image_source:
+        return
+    d = cfg.data
+    if d.source in ("folder", "imagefolder") and not d.path:
+        raise ConfigError(f"data.source={d.source!r} needs data.path (a folder of images"
+                          + (", one sub-folder per class)" if d.source == "imagefolder" else ")"))
+    if cfg.model.init not in ("normal", "pretrained"):
+        raise ConfigError(f"model.init={cfg.model.init!r}: image models use their own (Hugging Face / torchvision) "
+                          f"initialisation; choose one of: normal, pretrained")
+    if arch.task == "classify":
+        if d.source not in LABELLED_IMAGE_SOURCES:
+            raise ConfigError(f"data.source={d.source!r} has no labels but model.arch={cfg.model.arch!r} is a "
+                              f"classifier; choose a labelled source: {', '.join(LABELLED_IMAGE_SOURCES)}")
+        if d.resize and d.image_size and d.resize < d.image_size:
+            raise ConfigError(f"data.resize={d.resize} must be 0 or >= data.image_size={d.image_size} (resize the "
+                              f"shorter side, then centre-crop)")
+    else:  # one image per task, C = side x side colour tokens
+        side = math.isqrt(cfg.C)
+        if side * side != cfg.C:
+            raise ConfigError(f"C={cfg.C} is not a square: an image of side s is s*s colour tokens (e.g. C=1024 for "
+                              f"32x32 images)")
+        if d.image_size not in (0, side):
+            raise ConfigError(f"data.image_size={d.image_size} but C={cfg.C} tokens are {side}x{side} images; set "
+                              f"data.image_size=0 or {side}")
+        if d.batch_size != 1:
+            raise ConfigError(f"data.batch_size={d.batch_size}: model.arch={cfg.model.arch!r} trains on one image per "
+                              f"task (the authors' batch size 1); set data.batch_size=1")
+    unsupported = {"variant.mask_prob": cfg.variant.mask_prob > 0, "variant.window": cfg.variant.window >= 0,
+                   "order.kind='filler'": cfg.order.kind == "filler", "probes.names": bool(probe_names(cfg)),
+                   "optim.freeze_first": cfg.optim.freeze_first > 0, "optim.freeze_last": cfg.optim.freeze_last > 0,
+                   "data.restrict_vocab": bool(d.restrict_vocab)}
+    bad = [k for k, v in unsupported.items() if v]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} for text runs; image runs "
+                          f"(data.source={d.source!r}) do not support {'it' if len(bad) == 1 else 'them'}")
+
+
 def _check_model_shape(cfg) -> None:
     """The from-scratch model the config describes: preset vs arch, heads vs width, C vs positions."""
     from recovery_jax import models  # jax/flax: imported only when a config is validated
 
     try:
-        mcfg = models.model_config(cfg.model, None)
+        mcfg = models.model_config(cfg.model, None, cfg.data.image_size)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    arch = models.registry.get(mcfg)
+    if arch.port:  # image models: the C of Image GPT is checked against its positions here, the rest in vision.py
+        spec = arch.image_spec(mcfg)
+        if arch.task == "classify" and not (cfg.data.image_size or spec["size"]):
+            raise ConfigError(f"model.arch={cfg.model.arch!r} takes any image size of at least {spec['min_size']} "
+                              f"pixels: set data.image_size (e.g. 224)")
+        positions = spec.get("positions", cfg.C)
+        if cfg.C > positions:
+            raise ConfigError(f"C={cfg.C} is larger than the model's maximum positions ({positions}); "
+                              f"lower C or raise model.max_positions")
+        return
     if cfg.C > mcfg.max_positions:
         raise ConfigError(f"C={cfg.C} is larger than the model's maximum positions ({mcfg.max_positions}); "
                           f"lower C or raise model.max_positions")

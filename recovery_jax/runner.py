@@ -25,7 +25,7 @@ import numpy as np
 
 from recovery_jax import config as config_lib
 from recovery_jax import data as data_lib
-from recovery_jax import interrupts, metrics, models, schedule, sharding
+from recovery_jax import interrupts, metrics, models, schedule, sharding, vision
 from recovery_jax import optim as optim_lib
 from recovery_jax import rundir as rundir_lib
 from recovery_jax.engine import Engine, EpisodeSpec, auto_eval_batch, default_hp, eval_doc_bytes
@@ -38,7 +38,10 @@ from recovery_jax.rundir import Losses, RunError
 
 @dataclasses.dataclass
 class RunData:
-    docs: Any  # data.DocumentSet (training order x_1..x_T)
+    """The T tasks as arrays: for text (and Image GPT) runs token ids and their 0/1 mask; for classifier runs the
+    `tokens` fields hold pixels_TBHWC and the `mask` fields labels_TB (engine.TASKS says how each is trained)."""
+
+    docs: Any  # data.DocumentSet, or vision.ImageTasks (training order x_1..x_T)
     train_tokens_TB: np.ndarray
     train_mask_TB: np.ndarray
     eval_tokens_TC: np.ndarray
@@ -51,6 +54,9 @@ class RunData:
 
 
 def prepare_data(cfg, order: schedule.Order) -> RunData:
+    if vision.is_image_run(cfg):  # images -> tasks (docs/PROTOCOL.md §3 Fig 7); trained and evaluated as they are
+        t = vision.prepare(cfg)
+        return RunData(t, t.x_T, t.y_T, t.x_T, t.y_T, None, None, [], t.vocab_size, 0)
     tokenizer = data_lib.get_tokenizer(cfg.data.tokenizer)
     corpus = data_lib.load_corpus(cfg.data.source, path=cfg.data.path, text_field=cfg.data.text_field,
                                   split=cfg.data.split)
@@ -85,6 +91,8 @@ def prepare_data(cfg, order: schedule.Order) -> RunData:
 def build_params(cfg, rd: RunData, key) -> tuple[models.ModelConfig, Any]:
     """The model config and initial parameters: pretrained weights (vocabulary cut to the tokens used) or a
     fresh init of the configured shape."""
+    if vision.is_image_run(cfg):
+        return vision.build_params(cfg, rd.docs, key)
     if cfg.model.init == "pretrained":
         mcfg, params = models.load_pretrained(cfg.model.hf_path, revision=cfg.model.revision or None)
         if cfg.model.arch != mcfg.arch:
@@ -135,7 +143,7 @@ def make_engine(cfg, mcfg: models.ModelConfig, total_steps: int, params, pad_id:
         mask_id=pad_id if cfg.variant.mask_id < 0 else int(cfg.variant.mask_id),
         window=int(cfg.variant.window), window_start=int(cfg.variant.window_start),
         eval_batch=resolve_eval_batch(cfg, mcfg), every_step_eval=bool(cfg.eval.every_step),
-        dropout=models.uses_dropout(mcfg), vocab_mask=vocab_mask)
+        dropout=models.uses_dropout(mcfg), vocab_mask=vocab_mask, task=models.registry.get(mcfg).task)
     return Engine(apply_fn, make_optimizer(cfg, total_steps, trainable), spec, hidden_fn)
 
 
@@ -147,6 +155,8 @@ def resolve_eval_batch(cfg, mcfg: models.ModelConfig) -> int:
         return min(b, cfg.T)
     if b == 0:
         return cfg.T
+    if vision.is_image_run(cfg):
+        return vision.eval_batch(cfg, mcfg)
     free = None
     try:
         stats = jax.devices()[0].memory_stats() or {}
@@ -193,6 +203,8 @@ def group_signature(cfg) -> str:
 def run_bytes(cfg) -> int:
     """A rough upper bound on one run's memory in a group: parameters, gradients and optimizer state (fp32, the
     preset's full vocabulary), its tokens, and the activations of a training step and an evaluation chunk."""
+    if vision.is_image_run(cfg):
+        return vision.run_bytes(cfg)
     mcfg = models.model_config(cfg.model, None)
     n = models.param_count(models.param_shapes(mcfg))
     slots = {"sgd": 0, "momentum": 1}.get(cfg.optim.name, 2)
@@ -314,15 +326,16 @@ def setup(cfgs: list, rundirs: list, ckpts: list, *, resume: bool, log,
     if len({r.order.n_episodes for r in runs}) != 1 or len({r.order.epoch_K.tobytes() for r in runs}) != 1:
         raise RunError("the runs of a group need the same episodes per epoch; run them with --no-group")
     cfg = cfgs[0]
-    V = max(r.mcfg.vocab_size for r in runs)  # per-run restricted vocabularies, padded to the largest
-    group_mcfg = dataclasses.replace(runs[0].mcfg, vocab_size=V)
+    images = vision.is_image_run(cfg)  # image models' output sizes are fixed by their data: nothing to pad
+    V = runs[0].data.vocab_size if images else max(r.mcfg.vocab_size for r in runs)
+    group_mcfg = runs[0].mcfg if images else dataclasses.replace(runs[0].mcfg, vocab_size=V)  # padded to the largest
     engine = make_engine(cfg, group_mcfg, runs[0].order.n_episodes * cfg.M, params_R[0],
-                         runs[0].data.pad_id, vocab_mask=any(r.mcfg.vocab_size != V for r in runs),
+                         runs[0].data.pad_id, vocab_mask=not images and any(r.mcfg.vocab_size != V for r in runs),
                          mask_prob=max(c.variant.mask_prob for c in cfgs))
     states = []
     for r, params, key in zip(runs, params_R, keys_R):
-        state = engine.init_state(models.pad_vocab(r.mcfg, params, V), key)
-        hp_R.append(default_hp(engine.spec, optim_lib.effective_lr(r.cfg), r.mcfg.vocab_size)
+        state = engine.init_state(params if images else models.pad_vocab(r.mcfg, params, V), key)
+        hp_R.append(default_hp(engine.spec, optim_lib.effective_lr(r.cfg), V if images else r.mcfg.vocab_size)
                     | {"mask_prob": jnp.asarray(r.cfg.variant.mask_prob, jnp.float32)})
         states.append(state)
     del params_R

@@ -131,7 +131,11 @@ def test_param_counts_match_transformers():
     """Every preset's parameter count equals the transformers model built on the meta device (no allocation)."""
     from recovery_jax.models import param_count, param_shapes
 
+    from recovery_jax.models import ARCHITECTURES
+
     for name, (arch, hf) in PRESETS.items():
+        if ARCHITECTURES[arch].port:  # the vision ports' counts are checked against their torch models elsewhere
+            continue
         with torch.device("meta"):
             model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**hf))
         ref = sum(p.numel() for p in model.parameters())

@@ -89,8 +89,12 @@ def model_section(**kw) -> ml_collections.ConfigDict:
 def test_lookup_and_errors():
     assert set(ARCHITECTURES) >= {"gpt_neox", "gpt2"}
     for name, arch in ARCHITECTURES.items():
-        assert registry.get(name) is arch and arch.task == "lm"
+        assert registry.get(name) is arch
         assert arch.module.__module__ == f"recovery_jax.models.{name}"  # one home per architecture
+        assert arch.port == (arch.data == "images")  # the vision ports bring their own config class and hooks
+    assert {n: (a.task, a.data) for n, a in ARCHITECTURES.items()} == {
+        "gpt_neox": ("lm", "text"), "gpt2": ("lm", "text"), "imagegpt": ("lm", "images"),
+        "vit": ("classify", "images"), "vgg": ("classify", "images")}
     cfg = parse_config(*PRESETS["gpt2"])
     assert registry.get(cfg) is ARCHITECTURES["gpt2"]
     with pytest.raises(ValueError, match=r"unknown architecture 'llama'; valid: \['gpt_neox', 'gpt2'"):

@@ -22,8 +22,10 @@ jax_default_matmul_precision (use "highest" for fp32 parity checks; GPUs may oth
 
 # registry first: it imports the architecture modules, which import it back for Architecture
 from .registry import ARCHITECTURES, ARCHS, PRESETS, Architecture, parse_config, preset_config, to_hf_config
-from .config import ACTIVATIONS, ModelConfig, uses_dropout, without_dropout
-from .factory import INIT_SCHEMES, build_model, init_params, model_config, pad_vocab, param_shapes, restrict_vocab
+from .config import ACTIVATIONS, ModelConfig, without_dropout
+from .factory import (
+    INIT_SCHEMES, build_model, init_params, model_config, pad_vocab, param_shapes, restrict_vocab, uses_dropout,
+)
 from .hf_io import convert_state_dict, detect_arch, export_hf, load_hf, load_pretrained, to_hf_state_dict
 from .tree import block_param_path, get_by_path, num_blocks, param_count, trainable_mask, unembedding
 

@@ -16,13 +16,14 @@ from flax import traverse_util
 
 from . import registry
 from .config import SHAPE_FIELDS, ModelConfig, check_fields, without_dropout
+from .config import uses_dropout as _lm_uses_dropout
 
 COMPUTE_DTYPES = (jnp.float32, jnp.bfloat16)
 INIT_SCHEMES = ("pythia", "pythia_1b_hardcoded", "normal", "gpt2")
 DROPOUT_MODES = ("off", "from_hf")
 
 
-def model_config(model_cfg: Mapping[str, Any], vocab_size: int | None) -> ModelConfig:
+def model_config(model_cfg: Mapping[str, Any], vocab_size: int | None, image_size: int = 0) -> ModelConfig:
     """The from-scratch model of the run config's `model` section.
 
     The preset's ModelConfig with each non-zero model.<field> of SHAPE_FIELDS replacing the field of the same
@@ -30,8 +31,14 @@ def model_config(model_cfg: Mapping[str, Any], vocab_size: int | None) -> ModelC
     model.dropout="off". A new width leaves the preset's intermediate_size alone (the paper's scripts), except
     where the preset's FF width is the architecture's default multiple of the width (GPT-2: n_inner=None), which
     follows the new width. Errors are one-line ValueErrors naming the run-config key.
+
+    Ports with their own config class (the vision models) build theirs with their `from_run` hook: there
+    `vocab_size` is the output size (colours + start token for Image GPT, classes for classifiers) and
+    `image_size` the run's input side (ViT sizes its position embeddings for it).
     """
     arch = registry.get(model_cfg["arch"])
+    if arch.port:
+        return arch.from_run(model_cfg, vocab_size, int(image_size))
     preset = model_cfg["preset"]
     if preset not in registry.PRESETS:
         raise ValueError(f"model.preset={preset!r} is not a known preset; valid: {sorted(registry.PRESETS)}")
@@ -60,12 +67,24 @@ def build_model(mcfg: ModelConfig, *, dtype: Any = jnp.float32, remat: bool = Fa
         raise ValueError(f"attn_block must be >= 0 (0: full attention matrix), got {attn_block!r}")
     if not any(jnp.dtype(dtype) == jnp.dtype(d) for d in COMPUTE_DTYPES):
         raise ValueError(f"unsupported compute dtype {dtype!r}; valid: ['float32', 'bfloat16']")
+    arch = registry.get(mcfg)
+    if arch.port:
+        return arch.build(mcfg, dtype=jnp.dtype(dtype), remat=bool(remat), attn_block=int(attn_block))
     cfg = dataclasses.replace(mcfg, attn_block=int(attn_block))
-    return registry.get(cfg).module(cfg=cfg, dtype=jnp.dtype(dtype), remat=bool(remat))
+    return arch.module(cfg=cfg, dtype=jnp.dtype(dtype), remat=bool(remat))
+
+
+def uses_dropout(mcfg: Any) -> bool:
+    """Whether training steps draw dropout (need a dropout key per step)."""
+    arch = registry.get(mcfg)
+    return arch.dropout(mcfg) if arch.port else _lm_uses_dropout(mcfg)
 
 
 def param_shapes(mcfg: ModelConfig) -> dict:
     """Parameter pytree of jax.ShapeDtypeStruct, computed without allocating (works for 12B on a laptop)."""
+    arch = registry.get(mcfg)
+    if arch.port:
+        return jax.eval_shape(lambda: arch.init(mcfg, jax.random.PRNGKey(0)))
     model = build_model(mcfg)
     ids = jnp.zeros((1, 1), jnp.int32)
     return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids))["params"]
@@ -97,6 +116,8 @@ def init_params(mcfg: ModelConfig, rng: jax.Array, scheme: str = "pythia") -> di
     """
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {scheme!r}; valid: {list(INIT_SCHEMES)}")
+    if registry.get(mcfg).port:  # the port's own (Hugging Face / torchvision) init; `scheme` is for the LMs
+        return registry.get(mcfg).init(mcfg, rng)
     roles = registry.get(mcfg).init_roles
     flat = traverse_util.flatten_dict(param_shapes(mcfg))
     out = {}

@@ -40,12 +40,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .registry import Architecture
 from .layers import F32, Dtype, Embed, Unembed, activation, apply_dropout, causal_attention, dense, maybe_dropout
 from .vision_common import (
     Entry, check_table, convert, cross_entropy, init_from_spec, kernel_to_linear, linear_to_kernel, param_paths,
-    read_hf_config, read_state_dict, resolve_dir, to_state, write_hf_dir,
+    read_hf_config, read_state_dict, resolve_dir, run_hf_config, to_state, write_hf_dir,
 )
 
+NAME = "imagegpt"  # models.registry name and the run config's model.arch
 ARCHITECTURE = "ImageGPTForCausalImageModeling"
 MODEL_TYPE = "imagegpt"
 ACTIVATIONS = ("quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
@@ -71,6 +73,11 @@ class ImageGPTConfig:
     scale_attn_by_inverse_layer_idx: bool = False
     initializer_range: float = 0.02
     attn_block: int = 0  # query block of causal_attention (0: full matrix; same numbers)
+
+    @property
+    def arch(self) -> str:
+        """The registry name (models.registry.get accepts this config)."""
+        return NAME
 
     @property
     def head_dim(self) -> int:
@@ -349,3 +356,60 @@ def load(path_or_id: str | os.PathLike, *, revision: str | None = None,
 def export(params: dict, cfg: ImageGPTConfig, path: str | os.PathLike):
     """Write config.json + model.safetensors (fp32) that ImageGPTForCausalImageModeling.from_pretrained reads."""
     return write_hf_dir(path, to_hf_config(cfg), to_state_dict(params, cfg))
+
+
+# ------------------------------------------------------------------------------------------------ the run's hooks
+
+# The Hub files' fields (openai/imagegpt-*), and a tiny from-scratch model for CPU runs (16 colours, 16 x 16).
+_HUB = {"architectures": [ARCHITECTURE], "model_type": MODEL_TYPE, "vocab_size": 513, "n_positions": 1024,
+        "activation_function": "quick_gelu", "layer_norm_epsilon": 1e-5, "attn_pdrop": 0.1, "resid_pdrop": 0.1,
+        "embd_pdrop": 0.1, "initializer_range": 0.02, "tie_word_embeddings": False}
+PRESETS = {
+    "imagegpt-small": dict(_HUB, n_embd=512, n_layer=24, n_head=8),
+    "imagegpt-medium": dict(_HUB, n_embd=1024, n_layer=36, n_head=8),
+    "imagegpt-large": dict(_HUB, n_embd=1536, n_layer=48, n_head=16),
+    "imagegpt-tiny": dict(_HUB, vocab_size=17, n_positions=256, n_embd=64, n_layer=2, n_head=2),
+}
+SHAPE_KEYS = {"hidden_size": "n_embd", "num_layers": "n_layer", "num_heads": "n_head", "intermediate_size": "n_inner",
+              "max_positions": "n_positions"}
+
+
+def from_run(model: dict, vocab_size: int | None = None, image_size: int = 0) -> ImageGPTConfig:
+    """The run config's model section -> ImageGPTConfig: the preset, model.<shape key> overrides (a new width
+    keeps the 4x MLP unless model.intermediate_size is given), `vocab_size` = colours + 1 (the start token)
+    when the run's colour clusters set it, dropout rates 0 with model.dropout="off"."""
+    hf = run_hf_config(model, PRESETS, SHAPE_KEYS, NAME)
+    if vocab_size is not None:
+        hf["vocab_size"] = int(vocab_size)
+    cfg = parse_config(hf)
+    return without_dropout(cfg) if model.get("dropout", "off") == "off" else cfg
+
+
+def without_dropout(cfg: ImageGPTConfig) -> ImageGPTConfig:
+    return dataclasses.replace(cfg, attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0)
+
+
+def uses_dropout(cfg: ImageGPTConfig) -> bool:
+    return max(cfg.attn_pdrop, cfg.resid_pdrop, cfg.embd_pdrop) > 0.0
+
+
+def image_spec(cfg: ImageGPTConfig) -> dict:
+    """Pixels in raster order, one token each: a side s with s*s <= n_positions; RGB; n_colors clusters."""
+    return {"size": 0, "min_size": 1, "positions": cfg.n_positions, "channels": 3, "outputs": cfg.n_colors}
+
+
+def _build(cfg: ImageGPTConfig, dtype: Any = jnp.float32, remat: bool = False, attn_block: int = 0) -> ImageGPT:
+    return ImageGPT(dataclasses.replace(cfg, attn_block=int(attn_block)), dtype=dtype, remat=remat)
+
+
+def _no_hf_table(cfg: ImageGPTConfig):
+    raise ValueError("Image GPT checkpoints are read by recovery_jax.models.imagegpt.load, not the causal-LM table")
+
+
+ARCH = Architecture(
+    name=NAME, module=ImageGPT, presets=PRESETS, parse_hf=parse_config, to_hf=to_hf_config,
+    hf_model_type=MODEL_TYPE, hf_class=ARCHITECTURE, hf_params=_no_hf_table, hf_ignored=IGNORED_KEYS,
+    block_prefix="h_", task="lm", data="images",
+    from_run=from_run, init=init_params, load=lambda path, revision=None: load(path, revision=revision),
+    build=_build, dropout=uses_dropout, no_dropout=without_dropout, image_spec=image_spec,
+)

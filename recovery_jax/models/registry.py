@@ -50,12 +50,32 @@ class Architecture:
     vocab_params: tuple[tuple[tuple[str, ...], int], ...] = ()  # (path, token axis) of every vocabulary param
     # FF width that follows the width when a preset leaves it to the default (GPT-2 n_inner=None: 4); 0: fixed
     ff_multiple: int = 0
-    task: str = "lm"  # "lm": input_ids [B, L] -> logits [B, L, V]
+    # What a task is for this architecture (engine.TASKS): "lm" = a token sequence, input_ids [B, L] -> logits
+    # [B, L, V] with the causal next-token loss; "classify" = a batch of labelled images, pixels [B, H, W, C] ->
+    # logits [B, K] with the batch-mean cross-entropy. `data`: what the run feeds it ("text" or "images").
+    task: str = "lm"
+    data: str = "text"
+    # Ports with their own config class (the vision models): the generic run path (factory.model_config,
+    # init_params, build_model, uses_dropout, load_pretrained) calls these instead of the ModelConfig route.
+    from_run: Callable[..., Any] | None = None  # (model section, output size | None, image size) -> config
+    init: Callable[[Any, Any], dict] | None = None  # (config, rng) -> params
+    load: Callable[..., tuple[Any, dict]] | None = None  # (path or hub id, revision) -> (config, params)
+    build: Callable[..., nn.Module] | None = None  # (config, dtype, remat, attn_block) -> module
+    dropout: Callable[[Any], bool] | None = None  # whether training steps draw dropout
+    no_dropout: Callable[[Any], Any] | None = None  # the same config with every dropout rate 0
+    # the input contract of a run: {"size": exact side | 0, "min_size": smallest side, "channels": C,
+    # "outputs": classes or colours}
+    image_spec: Callable[[Any], dict] | None = None
+
+    @property
+    def port(self) -> bool:
+        """Whether this architecture has its own config class and run hooks (see from_run ...)."""
+        return self.from_run is not None
 
 
 def get(arch: str | ModelConfig) -> Architecture:
     """The architecture of a name (or of a ModelConfig); ValueError listing the valid names."""
-    name = arch.arch if isinstance(arch, ModelConfig) else arch
+    name = arch if isinstance(arch, str) else getattr(arch, "arch", arch)  # a ModelConfig or a port's config
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; valid: {list(ARCHITECTURES)}")
     return ARCHITECTURES[name]
@@ -106,9 +126,15 @@ def preset_config(name: str, **overrides: Any) -> tuple[str, dict]:
     return arch_name, hf
 
 
-from . import gpt2, gpt_neox  # noqa: E402  (the modules build their ARCH from the classes above)
+from . import gpt2, gpt_neox, imagegpt, vgg, vit  # noqa: E402  (the modules build their ARCH from the classes above)
 
-ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (gpt_neox.ARCH, gpt2.ARCH)}
+ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
+    gpt_neox.ARCH,
+    gpt2.ARCH,
+    imagegpt.ARCH,
+    vit.ARCH,
+    vgg.ARCH,
+)}
 ARCHS = tuple(ARCHITECTURES)
 # Preset name -> (arch, HF config.json dict): the fields of the Hub files (EleutherAI/pythia-*,
 # openai-community/gpt2*), revision main.

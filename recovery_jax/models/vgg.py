@@ -47,14 +47,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .registry import Architecture
 from .layers import F32, Dtype, apply_dropout
 from .vision_common import (
     CONFIG_NAME, SAFE_SINGLE, TORCH_SUFFIXES, Entry, check_table, conv_to_kernel, convert, cross_entropy,
-    init_from_spec, kernel_to_conv, linear, param_paths, read_state_dict, to_state,
+    init_from_spec, kernel_to_conv, linear, param_paths, read_hf_config, read_state_dict, resolve_dir,
+    run_hf_config, to_state,
 )
 
 VGG19_STAGES = ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
 MODEL_TYPE = "vgg"
+NAME = "vgg"  # models.registry name and the run config's model.arch
+ARCHITECTURE = "VGG"  # torchvision's class
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +86,11 @@ class VGGConfig:
             raise ValueError(f"unsupported config value dropout={self.dropout!r}; valid: a rate in [0, 1)")
 
     @property
+    def arch(self) -> str:
+        """The registry name (models.registry.get accepts this config)."""
+        return NAME
+
+    @property
     def conv_indices(self) -> list[int]:
         """Index of each conv in torchvision's `features` Sequential (conv, ReLU pairs; one pool per stage)."""
         out, i = [], 0
@@ -107,8 +116,8 @@ class VGGConfig:
         return 2 ** len(self.stages)
 
     def to_dict(self) -> dict:
-        return {"model_type": MODEL_TYPE, "stages": [list(s) for s in self.stages], "hidden": self.hidden,
-                "num_classes": self.num_classes, "dropout": self.dropout, "in_channels": self.in_channels,
+        return {"architectures": [ARCHITECTURE], "model_type": MODEL_TYPE, "stages": [list(s) for s in self.stages],
+                "hidden": self.hidden, "num_classes": self.num_classes, "dropout": self.dropout, "in_channels": self.in_channels,
                 "pool_hw": self.pool_hw}
 
 
@@ -118,11 +127,11 @@ def parse_config(d: Mapping) -> VGGConfig:
         raise TypeError(f"VGG config must be a dict, got {type(d).__name__}")
     if d.get("model_type", MODEL_TYPE) != MODEL_TYPE:
         raise ValueError(f"not a VGG config: model_type={d.get('model_type')!r}")
-    known = {f.name for f in dataclasses.fields(VGGConfig)} | {"model_type"}
+    known = {f.name for f in dataclasses.fields(VGGConfig)} | {"model_type", "architectures"}
     unknown = sorted(set(d) - known)
     if unknown:
         raise ValueError(f"unknown VGG config field(s) {unknown}; valid: {sorted(known)}")
-    kw = {k: v for k, v in d.items() if k != "model_type"}
+    kw = {k: v for k, v in d.items() if k not in ("model_type", "architectures")}
     if "stages" in kw:
         try:
             kw["stages"] = tuple(tuple(int(c) for c in s) for s in kw["stages"])
@@ -364,3 +373,69 @@ def export(params: dict, cfg: VGGConfig, path: str | os.PathLike) -> Path:
     save_file(state, str(out / SAFE_SINGLE), metadata={"format": "pt"})
     return out
 
+
+
+# ------------------------------------------------------------------------------------------------ the run's hooks
+
+PRESETS = {
+    "vgg19": VGGConfig().to_dict(),
+    # a tiny from-scratch VGG for CPU runs: two stages (inputs of at least 4 x 4), a 64-wide classifier
+    "vgg-tiny": VGGConfig(stages=((8,), (16,)), hidden=64, num_classes=10, pool_hw=2).to_dict(),
+}
+SHAPE_KEYS = {"hidden_size": "hidden"}
+
+
+def from_run(model: dict, num_classes: int | None = None, image_size: int = 0) -> VGGConfig:
+    """The run config's model section -> VGGConfig: the preset, model.hidden_size as the classifier width,
+    `num_classes` when the run's data sets it, dropout 0 with model.dropout="off" (any image size >= min_size)."""
+    hf = run_hf_config(model, PRESETS, SHAPE_KEYS, NAME)
+    if num_classes is not None:
+        hf["num_classes"] = int(num_classes)
+    cfg = parse_config(hf)
+    return without_dropout(cfg) if model.get("dropout", "off") == "off" else cfg
+
+
+def without_dropout(cfg: VGGConfig) -> VGGConfig:
+    return dataclasses.replace(cfg, dropout=0.0)
+
+
+def uses_dropout(cfg: VGGConfig) -> bool:
+    return cfg.dropout > 0.0
+
+
+def image_spec(cfg: VGGConfig) -> dict:
+    """Any side >= 2^stages (the adaptive pool fixes the classifier's input)."""
+    return {"size": 0, "min_size": cfg.min_size, "channels": cfg.in_channels, "outputs": cfg.num_classes}
+
+
+def load_run(path_or_id: str, revision: str | None = None) -> tuple[VGGConfig, dict]:
+    """A local file / directory (see load) or a Hub id such as timm/vgg19.tv_in1k (torchvision's VGG-19 weights
+    under timm's names; its config.json is timm's, so the shapes come from the tensors)."""
+    p = Path(os.path.expanduser(str(path_or_id)))
+    if p.exists():
+        return load(p)
+    d = resolve_dir(str(path_or_id), revision)
+    state = read_state_dict(d)
+    hf = read_hf_config(d) if (d / CONFIG_NAME).is_file() else {}
+    cfg = parse_config(hf) if hf.get("model_type") == MODEL_TYPE else infer_config(state)
+    return cfg, from_state_dict(cfg, state)
+
+
+def _to_hf(cfg: VGGConfig) -> dict:
+    return cfg.to_dict()
+
+
+def _build(cfg: VGGConfig, dtype: Any = jnp.float32, remat: bool = False, attn_block: int = 0) -> VGG:
+    return VGG(cfg, dtype=dtype)
+
+
+def _no_hf_table(cfg: VGGConfig):
+    raise ValueError("VGG checkpoints are read by recovery_jax.models.vgg.load, not the causal-LM table")
+
+
+ARCH = Architecture(
+    name=NAME, module=VGG, presets=PRESETS, parse_hf=parse_config, to_hf=_to_hf,
+    hf_model_type=MODEL_TYPE, hf_class=ARCHITECTURE, hf_params=_no_hf_table, task="classify", data="images",
+    from_run=from_run, init=init_params, load=load_run, build=_build, dropout=uses_dropout,
+    no_dropout=without_dropout, image_spec=image_spec,
+)

@@ -332,3 +332,32 @@ def init_from_spec(rng: jax.Array, shapes: Mapping[tuple[str, ...], Any],
 
 def param_paths(shapes_tree: Mapping) -> dict[tuple[str, ...], Any]:
     return traverse_util.flatten_dict(dict(shapes_tree))
+
+
+# ------------------------------------------------------------------------------------------ the run config's model
+
+
+RUN_SHAPE_KEYS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions")
+DROPOUT_MODES = ("off", "from_hf")
+
+
+def run_hf_config(model: Mapping, presets: Mapping[str, dict], shape_keys: Mapping[str, str], arch: str) -> dict:
+    """The HF-style config dict a run's `model` section describes: model.preset's dict with each non-zero
+    model.<shape key> written under the port's own name (`shape_keys`: run key -> config key). A shape key the port
+    has no field for, an unknown preset or dropout mode is a one-line ValueError naming the run-config key."""
+    preset = model["preset"]
+    if preset not in presets:
+        raise ValueError(f"model.preset={preset!r} is not a {arch} preset; valid: {sorted(presets)}")
+    hf = json.loads(json.dumps(presets[preset]))  # a deep copy
+    for ours in RUN_SHAPE_KEYS:
+        value = int(model.get(ours, 0) or 0)
+        if not value:
+            continue
+        if ours not in shape_keys:
+            valid = [f"model.{k}" for k in shape_keys]
+            raise ValueError(f"model.{ours}={value} is not a shape key of {arch} models; valid: {valid} "
+                             f"(or another model.preset)")
+        hf[shape_keys[ours]] = value
+    if model.get("dropout", "off") not in DROPOUT_MODES:
+        raise ValueError(f"model.dropout={model.get('dropout')!r} is not valid; valid: {list(DROPOUT_MODES)}")
+    return hf

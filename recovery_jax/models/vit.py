@@ -37,12 +37,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .registry import Architecture
 from .layers import F32, Dtype, LayerNorm, activation, apply_dropout, dense, maybe_dropout
 from .vision_common import (
     Entry, check_table, conv_to_kernel, convert, cross_entropy, init_from_spec, kernel_to_conv, linear, param_paths,
-    read_hf_config, read_state_dict, resolve_dir, to_state, write_hf_dir,
+    read_hf_config, read_state_dict, resolve_dir, run_hf_config, to_state, write_hf_dir,
 )
 
+NAME = "vit"  # models.registry name and the run config's model.arch
 ARCHITECTURE = "ViTForImageClassification"
 MODEL_TYPE = "vit"
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
@@ -67,6 +69,11 @@ class ViTConfig:
     attn_dropout: float = 0.0
     num_labels: int = 1000
     initializer_range: float = 0.02
+
+    @property
+    def arch(self) -> str:
+        """The registry name (models.registry.get accepts this config)."""
+        return NAME
 
     @property
     def grid_hw(self) -> tuple[int, int]:
@@ -374,3 +381,66 @@ def load(path_or_id: str | os.PathLike, *, revision: str | None = None,
 def export(params: dict, cfg: ViTConfig, path: str | os.PathLike, id2label: dict | None = None):
     """Write config.json + model.safetensors (fp32) that ViTForImageClassification.from_pretrained reads."""
     return write_hf_dir(path, to_hf_config(cfg, id2label), to_state_dict(params, cfg))
+
+
+# ------------------------------------------------------------------------------------------------ the run's hooks
+
+# google/vit-base-patch16-224 (ImageNet-21k pretraining, ImageNet-1k fine-tuning at 224: a 1000-class head, which
+# the in21k-only checkpoints lack), and a tiny from-scratch model for CPU runs (8 x 8 images, 2 x 2 patches).
+_HUB = {"architectures": [ARCHITECTURE], "model_type": MODEL_TYPE, "image_size": 224, "patch_size": 16,
+        "num_channels": 3, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "intermediate_size": 3072, "hidden_act": "gelu", "layer_norm_eps": 1e-12, "qkv_bias": True,
+        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02,
+        "num_labels": 1000}
+PRESETS = {
+    "vit-base-patch16-224": _HUB,
+    "vit-tiny": dict(_HUB, image_size=8, patch_size=2, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128, num_labels=10),
+}
+SHAPE_KEYS = {"hidden_size": "hidden_size", "num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
+              "intermediate_size": "intermediate_size"}
+
+
+def from_run(model: dict, num_labels: int | None = None, image_size: int = 0) -> ViTConfig:
+    """The run config's model section -> ViTConfig: the preset, model.<shape key> overrides, `num_labels` classes
+    and an `image_size` (position embeddings for its patch grid) when the run's data set them; dropout rates 0
+    with model.dropout="off"."""
+    hf = run_hf_config(model, PRESETS, SHAPE_KEYS, NAME)
+    if num_labels is not None:
+        hf["num_labels"] = int(num_labels)
+    if image_size:
+        hf["image_size"] = int(image_size)
+    cfg = parse_config(hf)
+    return without_dropout(cfg) if model.get("dropout", "off") == "off" else cfg
+
+
+def without_dropout(cfg: ViTConfig) -> ViTConfig:
+    return dataclasses.replace(cfg, hidden_dropout=0.0, attn_dropout=0.0)
+
+
+def uses_dropout(cfg: ViTConfig) -> bool:
+    return max(cfg.hidden_dropout, cfg.attn_dropout) > 0.0
+
+
+def image_spec(cfg: ViTConfig) -> dict:
+    """Exactly the configured square resolution (no position interpolation)."""
+    h, w = cfg.image_hw
+    return {"size": h if h == w else 0, "min_size": max(h, w), "channels": cfg.num_channels,
+            "outputs": cfg.num_labels}
+
+
+def _build(cfg: ViTConfig, dtype: Any = jnp.float32, remat: bool = False, attn_block: int = 0) -> ViT:
+    return ViT(cfg, dtype=dtype, remat=remat)
+
+
+def _no_hf_table(cfg: ViTConfig):
+    raise ValueError("ViT checkpoints are read by recovery_jax.models.vit.load, not the causal-LM table")
+
+
+ARCH = Architecture(
+    name=NAME, module=ViT, presets=PRESETS, parse_hf=parse_config, to_hf=to_hf_config,
+    hf_model_type=MODEL_TYPE, hf_class=ARCHITECTURE, hf_params=_no_hf_table, hf_ignored=IGNORED_KEYS,
+    block_prefix="layers_", task="classify", data="images",
+    from_run=from_run, init=init_params, load=lambda path, revision=None: load(path, revision=revision),
+    build=_build, dropout=uses_dropout, no_dropout=without_dropout, image_spec=image_spec,
+)
