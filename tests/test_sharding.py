@@ -1,0 +1,208 @@
+"""Groups on a device mesh (recovery_jax/sharding.py) equal the same groups on one device.
+
+Each case runs in a subprocess with 8 host CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=8 set
+before jax is imported); this test process keeps its one device. The same file is the subprocesses' worker:
+
+    python tests/test_sharding.py compare RUNS MODEL R HEADS OUT.json   # the group on the mesh and on 1 device
+    python tests/test_sharding.py kill K -- TRAIN_ARGS...               # train, SIGKILL itself at episode K
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(ROOT, "tests", "tiny_config.py")
+N_DEVICES = 8
+
+
+def _env(tmp_path, devices: int = N_DEVICES) -> dict:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # one compilation cache for the processes of a case: a resumed run loads the program the first one compiled
+    env["RECOVERY_JAX_COMPILATION_CACHE"] = str(tmp_path / "xla_cache")
+    return env
+
+
+def _run(args, tmp_path, devices: int = N_DEVICES, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], env=_env(tmp_path, devices), cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _train(tmp_path, *args, devices: int = N_DEVICES, timeout: int = 300) -> subprocess.CompletedProcess:
+    return _run(["-m", "recovery_jax.train", "--config", TINY, *args], tmp_path, devices, timeout)
+
+
+# ----------------------------------------------------------------------------- the worker (subprocesses)
+
+
+def _tiny(seed: int, runs: int, model: int, heads: int, E: int):
+    from tiny_config import get_config
+
+    c = get_config()
+    c.seed, c.E = seed, E
+    c.mesh.runs, c.mesh.model = runs, model
+    c.model.num_heads = heads
+    c.checkpoint.every = "none"
+    return c
+
+
+def worker_compare(runs: int, model: int, R: int, heads: int, out: str) -> None:
+    """The same group on one device (mesh 1 x 1) and on runs x model devices: max |diff| of the loss record,
+    and the bytes of parameters + optimizer state each device holds on the mesh."""
+    import jax
+    import numpy as np
+
+    from recovery_jax import rundir, runner, sharding
+
+    assert jax.device_count() == N_DEVICES
+    placed = {}
+    real = sharding.shard_group
+
+    def spy(p, mesh, arch):
+        fns = real(p, mesh, arch)
+        held = {"params": p.state["params"], "opt_state": p.state["opt_state"]}
+        placed["per_device"] = sharding.device_bytes(held)
+        placed["total"] = int(sum(x.nbytes for x in jax.tree_util.tree_leaves(held)))
+        placed["mesh"] = dict(mesh.shape)
+        return fns
+
+    sharding.shard_group = spy
+    result = {}
+    for name, (r, m) in (("one", (1, 1)), ("mesh", (runs, model))):
+        cfgs = [_tiny(s, r, m, heads, E=1) for s in range(R)]
+        dirs = [os.path.join(os.path.dirname(out), name, f"seed={s}") for s in range(R)]
+        runner.run_group(cfgs, dirs, log=lambda *a: None)
+        result[name] = [rundir.load_run(d) for d in dirs]
+    one, mesh = result["one"], result["mesh"]
+    json.dump({
+        "eval_diff": max(float(np.max(np.abs(a.eval_losses - b.eval_losses))) for a, b in zip(one, mesh)),
+        "train_diff": max(float(np.max(np.abs(a.train_losses - b.train_losses))) for a, b in zip(one, mesh)),
+        "finite": all(bool(np.isfinite(b.eval_losses).all()) for b in mesh),
+        "per_device": {str(k): v for k, v in placed["per_device"].items()}, "total": placed["total"],
+        "mesh": placed["mesh"]}, open(out, "w"))
+
+
+def worker_kill(k_at: int, train_args: list[str]) -> None:
+    """python -m recovery_jax.train, killed (SIGKILL: no handler, no cleanup) as episode k_at starts."""
+    from recovery_jax import runner, train
+
+    real_episodes = runner.episodes
+
+    def episodes(p, hooks):
+        real, calls = p.episode, [p.start_k]
+
+        def episode(*a):
+            calls[0] += 1
+            if calls[0] == k_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*a)
+        p.episode = episode
+        return real_episodes(p, hooks)
+
+    runner.episodes = episodes
+    train.main(train_args)
+
+
+# ----------------------------------------------------------------------------- the tests
+
+
+def _compare(tmp_path, runs, model, R, heads) -> dict:
+    out = tmp_path / "out.json"
+    p = _run([__file__, "compare", str(runs), str(model), str(R), str(heads), str(out)], tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.load(open(out))
+
+
+def test_eight_runs_over_eight_devices_equal_one_device(tmp_path):
+    res = _compare(tmp_path, runs=8, model=1, R=8, heads=2)
+    print(res)
+    assert res["mesh"] == {"runs": 8, "model": 1}
+    assert res["finite"]
+    assert res["eval_diff"] <= 1e-5 and res["train_diff"] <= 1e-5, res
+    # each device holds one run's state: 1/8 of the group's
+    assert len(res["per_device"]) == 8
+    assert max(res["per_device"].values()) <= res["total"] / 8 * 1.01
+
+
+def test_model_axis_of_four_equals_one_device_and_holds_a_quarter(tmp_path):
+    res = _compare(tmp_path, runs=1, model=4, R=1, heads=4)
+    print(res)
+    assert res["mesh"] == {"runs": 1, "model": 4}
+    assert res["eval_diff"] <= 1e-4 and res["train_diff"] <= 1e-4, res
+    assert len(res["per_device"]) == 4
+    assert max(res["per_device"].values()) <= res["total"] / 4 * 1.05, res
+
+
+def test_runs_two_by_model_four_equals_one_device_and_holds_a_quarter_of_a_run(tmp_path):
+    res = _compare(tmp_path, runs=2, model=4, R=2, heads=4)
+    print(res)
+    assert res["mesh"] == {"runs": 2, "model": 4}
+    assert res["eval_diff"] <= 1e-4 and res["train_diff"] <= 1e-4, res
+    assert len(res["per_device"]) == 8
+    per_run = res["total"] / 2
+    assert max(res["per_device"].values()) <= per_run / 4 * 1.05, res
+
+
+def test_kill_9_of_a_sharded_group_then_resume_is_bit_for_bit(tmp_path):
+    import numpy as np
+
+    args = ["--seeds", "0,1", "--config.E=2", "--config.model.num_heads=4", "--config.mesh.runs=2",
+            "--config.mesh.model=4", "--no-progress"]
+    full = _train(tmp_path, "--workdir", str(tmp_path / "full"), *args)
+    assert full.returncode == 0, full.stderr[-3000:]
+    killed = _run([__file__, "kill", "6", "--", "--config", TINY, "--workdir", str(tmp_path / "cut"), *args], tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    for s in (0, 1):  # checkpoints after episodes 4 (epoch end) and 5 (every episode), no results yet
+        assert not (tmp_path / "cut" / f"seed={s}" / "summary.json").exists()
+        assert os.listdir(tmp_path / "cut" / f"seed={s}" / "checkpoints")
+    resumed = _train(tmp_path, "--workdir", str(tmp_path / "cut"), *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from the checkpoint after episode 5" in resumed.stdout
+    for s in (0, 1):
+        a = np.load(tmp_path / "full" / f"seed={s}" / "losses.npz")
+        b = np.load(tmp_path / "cut" / f"seed={s}" / "losses.npz")
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+BAD = [
+    # (devices, extra arguments, words the one error line must contain)
+    (8, ["--config.mesh.runs=3"], ["mesh.runs=3", "does not divide the 8 visible devices"]),
+    (8, ["--config.mesh.runs=3", "--config.mesh.model=2"], ["6 devices", "does not divide the 8 visible devices"]),
+    (8, ["--seeds", "0,1,2", "--config.mesh.runs=2", "--config.mesh.model=1"], ["3 runs", "mesh.runs=2", "padded"]),
+    (8, ["--config.mesh.model=4"], ["mesh.model=4", "2 attention heads"]),
+    (1, ["--config.mesh.runs=2"], ["only one is visible"]),
+    (1, ["--config.mesh.model=2"], ["only one is visible"]),
+]
+
+
+def test_bad_meshes_are_one_error_line_exit_2_nothing_written(tmp_path):
+    kept = tmp_path / "kept"  # an existing run directory's files stay as they were
+    kept.mkdir()
+    (kept / "config.json").write_text('{"seed": 0}')
+    for i, (devices, extra, words) in enumerate(BAD):
+        workdir = kept if i == 0 else tmp_path / f"new{i}"
+        p = _train(tmp_path, "--workdir", str(workdir), "--no-progress", *extra, devices=devices, timeout=120)
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert p.returncode == 2, (extra, p.stderr[-2000:])
+        assert len(lines) == 1 and lines[0].startswith("error: "), (extra, p.stderr)
+        for w in words:
+            assert w in lines[0], (w, lines[0])
+        assert workdir == kept or not workdir.exists(), extra
+    assert os.listdir(kept) == ["config.json"] and (kept / "config.json").read_text() == '{"seed": 0}'
+
+
+if __name__ == "__main__":
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={N_DEVICES}"  # before jax is imported
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    sys.path.insert(0, ROOT)
+    if sys.argv[1] == "compare":
+        worker_compare(*map(int, sys.argv[2:6]), sys.argv[6])
+    elif sys.argv[1] == "kill":
+        worker_kill(int(sys.argv[2]), sys.argv[sys.argv.index("--") + 1:])
