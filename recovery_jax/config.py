@@ -154,6 +154,9 @@ def load_file(path: str) -> tuple[ml_collections.ConfigDict, Any]:
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
     spec = importlib.util.spec_from_file_location(f"_rj_config_{abs(hash(os.path.abspath(path)))}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"config file {path!r} is not a Python file; give a .py file with get_config() "
+                          f"(see configs/)")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)

@@ -1,5 +1,6 @@
 import glob
 import os
+import re
 
 import pytest
 
@@ -84,3 +85,24 @@ def test_with_defaults_fills_keys_an_older_config_lacks():
     new = C.with_defaults(old)
     assert new["model"]["matmul_precision"] == "highest" and new["T"] == 7
     assert C.with_defaults({"retired_key": 1})["retired_key"] == 1  # kept, so it shows up as a difference
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("notes.txt", "get_config = 1\n", "is not a Python file"),
+    ("returns_dict.py", "def get_config():\n    return {'T': 3}\n", "must return an ml_collections.ConfigDict"),
+    ("raises.py", "def get_config():\n    raise RuntimeError('boom')\n", "failed to load: RuntimeError: boom"),
+    ("no_get_config.py", "x = 1\n", "has no get_config() function"),
+])
+def test_bad_config_files_are_one_config_error(tmp_path, name, text, message):
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(C.ConfigError, match=re.escape(message)):
+        C.load(str(p))
+
+
+def test_overrides_through_config_flags_keep_our_spellings():
+    cfg = C.load(os.path.join(ROOT, "configs/default.py"), ["T=1e1", "data.restrict_vocab=no", "progress=yes",
+                                                           "optim.lr=1"])
+    assert cfg.T == 10 and cfg.data.restrict_vocab is False and cfg.progress is True and cfg.optim.lr == 1.0
+    with pytest.raises(C.ConfigError, match="--config.T needs a value"):
+        C.split_argv(["--config.T", "--workdir", "x"])
