@@ -129,17 +129,22 @@ def check(cfgs: list) -> MeshShape:
 
     cfg = cfgs[0]
     heads = 0
-    if cfg.model.init != "pretrained":
-        heads = int(getattr(models.model_config(cfg.model, None), "num_heads", 0) or 0)
+    if cfg.model.init != "pretrained" and not models.registry.get(cfg.model.arch).port:
+        heads = heads_of(models.model_config(cfg.model, None))  # (ports and checkpoints: checked in setup)
     return resolve(cfg, len(cfgs), jax.device_count(), heads=heads, run_bytes=run_bytes(cfg),
                    device_bytes=device_memory())
+
+
+def heads_of(mcfg) -> int:
+    """Attention heads of a model config (0 for a model without attention)."""
+    return int(getattr(mcfg, "num_heads", 0) or getattr(mcfg, "n_heads", 0) or 0)
 
 
 def group_mesh(cfgs: list, mcfg, log=print) -> Mesh | None:
     """The mesh a group runs on, or None for one device (today's program)."""
     from recovery_jax.runner import run_bytes
 
-    shape = resolve(cfgs[0], len(cfgs), jax.device_count(), heads=int(getattr(mcfg, "num_heads", 0) or 0),
+    shape = resolve(cfgs[0], len(cfgs), jax.device_count(), heads=heads_of(mcfg),
                     run_bytes=run_bytes(cfgs[0]), device_bytes=device_memory())
     if shape.size == 1:
         return None

@@ -111,6 +111,64 @@ def worker_kill(k_at: int, train_args: list[str]) -> None:
 # ----------------------------------------------------------------------------- the tests
 
 
+def _cfg(runs=0, model=0):
+    from recovery_jax import config as config_lib
+    c = config_lib.base_config()
+    c.mesh.runs, c.mesh.model = runs, model
+    return c
+
+
+def test_mesh_shape_auto_and_explicit():
+    from recovery_jax.sharding import MeshShape, resolve
+
+    assert resolve(_cfg(), 8, 1) == MeshShape(1, 1)
+    assert resolve(_cfg(), 8, 8) == MeshShape(8, 1)  # one run fits a device: every device on runs
+    assert resolve(_cfg(), 16, 8) == MeshShape(8, 1)
+    assert resolve(_cfg(), 4, 8) == MeshShape(4, 1)  # fewer runs than devices: only as many devices
+    assert resolve(_cfg(), 3, 8) == MeshShape(1, 1)  # no padding: 3 runs do not divide over 8
+    # a run too large for one device: the smallest model axis whose share fits (and that divides the heads)
+    assert resolve(_cfg(), 2, 8, heads=8, run_bytes=300, device_bytes=100) == MeshShape(2, 4)
+    assert resolve(_cfg(), 1, 8, heads=8, run_bytes=150, device_bytes=100) == MeshShape(1, 2)
+    assert resolve(_cfg(model=2), 4, 8, heads=8) == MeshShape(4, 2)
+    assert resolve(_cfg(runs=2), 4, 8, heads=8) == MeshShape(2, 4)
+    assert resolve(_cfg(runs=1, model=1), 4, 8) == MeshShape(1, 1)  # one device of eight, today's program
+
+
+def test_mesh_shape_errors_name_the_key_and_what_would_do():
+    import pytest
+
+    from recovery_jax.config import ConfigError
+    from recovery_jax.sharding import resolve
+
+    for cfg, R, n, heads, words in [
+            (_cfg(runs=2), 2, 1, 0, "only one is visible"), (_cfg(runs=3), 3, 8, 0, "[1, 2, 4, 8]"),
+            (_cfg(runs=2, model=3), 2, 8, 0, "6 devices does not divide"), (_cfg(model=4), 1, 8, 2, "2 attention heads"),
+            (_cfg(runs=4), 6, 8, 0, "6 runs do not divide over mesh.runs=4")]:
+        with pytest.raises(ConfigError) as e:
+            resolve(cfg, R, n, heads=heads)
+        assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_rules_split_whole_heads_and_matching_pairs():
+    import jax
+
+    from recovery_jax import models
+    from recovery_jax.sharding import arch_rules, leaf_path, model_axis
+
+    for arch, preset in (("gpt_neox", "pythia-160m"), ("gpt2", "gpt2")):
+        mcfg = models.model_config({"arch": arch, "preset": preset}, 50304)
+        shapes = models.param_shapes(mcfg)
+        axes = {leaf_path(p): model_axis(leaf_path(p), tuple(x.shape), 4, arch_rules(arch))
+                for p, x in jax.tree_util.tree_flatten_with_path(shapes)[0]}
+        part = lambda which: "/".join(models.block_param_path(mcfg, 0, which))  # noqa: E731
+        assert axes[part("attn_qkv") + "/kernel"] == 1 and axes[part("attn_out") + "/kernel"] == 0
+        assert axes[part("mlp_in") + "/kernel"] == 1 and axes[part("mlp_out") + "/kernel"] == 0
+        assert all(a is not None for a in axes.values()), axes  # every array of these models divides by 4
+    # a rule's axis that does not divide falls back to the largest axis that does; nothing divides: whole
+    assert model_axis("embed_out/kernel", (32, 61), 4, arch_rules("gpt_neox")) == 0
+    assert model_axis("x/bias", (6,), 4) is None and model_axis("step", (), 4) is None
+
+
 def _compare(tmp_path, runs, model, R, heads) -> dict:
     out = tmp_path / "out.json"
     p = _run([__file__, "compare", str(runs), str(model), str(R), str(heads), str(out)], tmp_path, timeout=600)

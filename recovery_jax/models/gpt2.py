@@ -225,5 +225,9 @@ ARCH = Architecture(
     input_embeddings=("wte", "wpe"),  # wte is also the tied head
     unembedding=("wte", "embedding"),  # [V, D] (tied)
     vocab_params=((("wte", "embedding"), 0),),
+    # as GPT-NeoX (gpt_neox.ARCH): c_attn's output and c_fc's inner width split, the c_proj after each splits its
+    # input rows; embeddings split the width (wte is also the tied head)
+    shard_rules=((r"attn/c_attn/(kernel|bias)$", -1), (r"attn/c_proj/kernel$", 0), (r"mlp/c_fc/(kernel|bias)$", -1),
+                 (r"mlp/c_proj/kernel$", 0), (r"(wte|wpe)/embedding$", 1)),
     ff_multiple=FF_MULTIPLE,
 )

@@ -250,4 +250,10 @@ ARCH = Architecture(
     input_embeddings=("embed_in",),
     unembedding=("embed_out", "kernel"),  # [D, V]
     vocab_params=((("embed_in", "embedding"), 0), (("embed_out", "kernel"), 1)),
+    # Megatron-style pairs over the model axis: the fused qkv output (laid out per head, so shards hold whole
+    # heads) and the MLP's inner width are split, and the layers after them split their input rows to match;
+    # embeddings split the width (a restricted vocabulary rarely divides), the head its vocabulary if it does
+    shard_rules=((r"query_key_value/(kernel|bias)$", -1), (r"attention/dense/kernel$", 0),
+                 (r"dense_h_to_4h/(kernel|bias)$", -1), (r"dense_4h_to_h/kernel$", 0),
+                 (r"embed_in/embedding$", 1), (r"embed_out/kernel$", 1)),
 )

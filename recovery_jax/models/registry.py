@@ -48,6 +48,10 @@ class Architecture:
     input_embeddings: tuple[str, ...] = ()  # frozen with the first blocks (trainable_mask)
     unembedding: tuple[str, ...] = ()  # path of the output-embedding matrix the probes read
     vocab_params: tuple[tuple[tuple[str, ...], int], ...] = ()  # (path, token axis) of every vocabulary param
+    # (regex over a parameter's 'a/b/c' path, axis or None) pairs, first match wins: the axis sharded over the
+    # mesh's `model` devices (recovery_jax/sharding.py; optimizer moments follow their parameter). Unmatched
+    # arrays, and matches whose axis does not divide, take the largest axis that divides (FSDP).
+    shard_rules: tuple[tuple[str, int | None], ...] = ()
     # FF width that follows the width when a preset leaves it to the default (GPT-2 n_inner=None: 4); 0: fixed
     ff_multiple: int = 0
     # What a task is for this architecture (engine.TASKS): "lm" = a token sequence, input_ids [B, L] -> logits
