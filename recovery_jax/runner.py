@@ -241,9 +241,6 @@ class Slot:
     probes: Any = None
     failed: str | None = None  # why this run stopped early (a non-finite loss in a group)
 
-    def arrays(self, k: int) -> dict:
-        return self.losses.arrays(k)
-
 
 @dataclasses.dataclass
 class Prepared:
