@@ -52,6 +52,8 @@ def test_there_are_paper_and_cpu_configs():
               "fig19a", "fig19b", "fig20", "fig21", "fig22", "fig23"}
     assert wanted <= {stem(p) for p in PAPER}
     assert (wanted - {"fig16"}) <= {stem(p) for p in CPU}  # Fig 16 needs Pythia's intermediate checkpoints
+    assert {"fig7a", "fig7b_vit", "fig7b_vgg"} <= {stem(p) for p in PAPER}
+    assert {"fig7a", "fig7b"} <= {stem(p) for p in CPU}
 
 
 # ----------------------------------------------------------------------------- every file, every point
@@ -80,6 +82,11 @@ def test_paper_configs_point_to_real_presets_and_tokenizers(path):
         c = r.cfg
         arch, _ = models.preset_config(c.model.preset)
         assert arch == c.model.arch, f"{r.name}: preset {c.model.preset} is {arch}, config says {c.model.arch}"
+        if c.data.source in C.IMAGE_SOURCES:  # Fig 7: a pretrained vision model from the hub, no tokenizer
+            assert c.model.init == "pretrained" and c.model.revision == "main" and c.model.hf_path.count("/") == 1
+            assert c.model.hf_path.split("/")[-1].split(".")[0] == c.model.preset, (r.name, c.model.hf_path)
+            assert c.data.source in ("cifar100", "imagefolder") and c.model.dtype == "float32"
+            continue
         if c.model.init == "pretrained":
             # the hub id names the same model as the preset (pythia-410m <-> EleutherAI/pythia-410m)
             assert c.model.hf_path.split("/")[-1] == c.model.preset, (r.name, c.model.hf_path, c.model.preset)
@@ -113,6 +120,12 @@ PAPER_FACTS = {  # (file, key) -> value for every run of the file (docs/PROTOCOL
     "fig20": {"model.arch": "gpt2", "model.preset": "gpt2-large"},
     "fig22": {"E": 4, "model.preset": "pythia-410m"},
     "fig8": {"model.preset": "pythia-410m", "T": 25},
+    "fig7a": {"T": 25, "C": 1024, "M": 10, "E": 5, "optim.name": "adam", "optim.lr": 1e-3, "data.source": "cifar100",
+              "model.preset": "imagegpt-small", "model.dropout": "off", "data.batch_size": 1},
+    "fig7b_vgg": {"T": 25, "M": 10, "E": 5, "data.batch_size": 32, "data.resize": 256, "data.image_size": 224,
+                  "optim.name": "adam_reset", "optim.lr": 1e-4, "model.dropout": "from_hf", "model.preset": "vgg19"},
+    "fig7b_vit": {"T": 25, "M": 10, "E": 5, "data.batch_size": 32, "data.resize": 256, "data.image_size": 224,
+                  "optim.name": "adam_reset", "optim.lr": 1e-4, "model.preset": "vit-base-patch16-224"},
 }
 PAPER_GRIDS = {  # file -> {key: sorted values over the sweep}
     "fig1": {"order.kind": ["cyclic", "shuffled"]},
@@ -131,6 +144,9 @@ PAPER_GRIDS = {  # file -> {key: sorted values over the sweep}
     "fig16": {"model.revision": ["main", "step12000", "step24000", "step48000", "step6000", "step96000"]},
     "fig19b": {"M": [10, 20, 40]},
     "fig23": {"T": [50, 100, 200]},
+    "fig7a": {"order.kind": ["cyclic", "shuffled"], "seed": [0, 1, 2]},
+    "fig7b_vgg": {"order.kind": ["cyclic", "shuffled"], "seed": [0, 1, 2]},
+    "fig7b_vit": {"order.kind": ["cyclic", "shuffled"], "seed": [0, 1, 2]},
 }
 
 
@@ -167,6 +183,8 @@ EXTRA = {  # what a file's representative point needs on top of TINY
     "fig22": {"probes.epoch": 2},
     "fig23": {"probes.epoch": 2},
     "fig9": {"probes.max_episodes": 4, "probes.epoch": 2},
+    # the last point is the tiny VGG (its only shape key is the classifier width); 3 batches of 4 digits
+    "fig7b": {"model.num_layers": 0, "model.num_heads": 0, "model.intermediate_size": 0, "data.batch_size": 4},
 }
 # Distinct tiny runs left out by `pytest -m "not slow"` (each costs a compile of ~4 s on 2 cores); the unmarked
 # ones cover the shared base run (10 files), shuffled/partial/filler orders, masking, windows, frozen blocks,

@@ -178,7 +178,8 @@ def test_model_config_equals_the_old_path_for_every_config_file(path):
         pytest.skip("pretrained: the shape comes from the checkpoint")
     for vocab in (None, 1000):
         new = model_config(cfg.model, vocab)
-        assert new == old_model_config(cfg.model, vocab)
+        if not ARCHITECTURES[cfg.model.arch].port:  # the vision ports never had the old path
+            assert new == old_model_config(cfg.model, vocab)
         assert parse_config(new.arch, to_hf_config(new)) == new
 
 
