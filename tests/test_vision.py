@@ -204,3 +204,53 @@ def test_bad_image_input_through_the_real_entry_point(tmp_path):
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert p.returncode == 2
     assert p.stderr.strip().startswith("error: ") and "grayscale" in p.stderr and "Traceback" not in p.stderr
+
+
+# ----------------------------------------------------------------------------- pretrained checkpoints (local)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Tiny exported checkpoints of the three ports, as the paper configs load them from the hub: an Image GPT
+    directory with its preprocessor_config.json (16 colour clusters), a ViT directory, a VGG .safetensors file."""
+    import jax
+
+    from recovery_jax import models
+    from recovery_jax.models import imagegpt, vgg, vit
+
+    base = tmp_path_factory.mktemp("ckpt")
+    m = config_lib.base_config().model
+    m.arch, m.preset = "imagegpt", "imagegpt-tiny"
+    g = models.model_config(m, None)
+    imagegpt.export(imagegpt.init_params(g, jax.random.PRNGKey(0)), g, base / "igpt")
+    clusters = np.random.default_rng(0).uniform(-1, 1, (16, 3)).round(4)
+    (base / "igpt" / "preprocessor_config.json").write_text(json.dumps({"clusters": clusters.tolist()}))
+    m.arch, m.preset = "vit", "vit-tiny"
+    v = models.model_config(m, None)
+    vit.export(vit.init_params(v, jax.random.PRNGKey(1)), v, base / "vit")
+    m.arch, m.preset = "vgg", "vgg-tiny"
+    c = models.model_config(m, 5)  # 5 classes: fewer than the digits' 10
+    vgg.export(vgg.init_params(c, jax.random.PRNGKey(2)), c, base / "vgg5.safetensors")
+    return base, clusters
+
+
+def test_pretrained_image_gpt_uses_the_checkpoints_clusters(checkpoints, tmp_path):
+    base, clusters = checkpoints
+    cfg = tiny(**{"model.init": "pretrained", "model.hf_path": str(base / "igpt"), "model.hidden_size": 0,
+                  "model.num_layers": 0})
+    t = vision.prepare(cfg)
+    np.testing.assert_allclose(t.clusters, clusters, atol=1e-6)
+    assert "preprocessor_config.json" in t.clusters_from and t.pretrained[0].n_colors == 16
+    s = runner.run(cfg, str(tmp_path / "run"), **QUIET)
+    assert s["n_params"] == json.load(open(tmp_path / "run" / "model.json"))["n_params"]
+
+
+def test_pretrained_classifiers_load_and_check_their_classes(checkpoints, capsys, tmp_path):
+    base, _ = checkpoints
+    cfg = classifier(**{"model.arch": "vit", "model.preset": "vit-tiny", "model.init": "pretrained",
+                        "model.hf_path": str(base / "vit")})
+    t = vision.prepare(cfg)
+    assert t.pretrained[0].num_labels == 10 and t.x_T.shape == (4, 4, 8, 8, 3)
+    args = _cls(**{"model.init": "pretrained", "model.hf_path": str(base / "vgg5.safetensors")})
+    code, err = _cli(capsys, TINY, args + ["--workdir", str(tmp_path / "w")])
+    assert code == 2 and err.strip().startswith("error: ") and "has 5 classes" in err, err
