@@ -245,8 +245,19 @@ class Checkpointer:
     @property
     def _orbax(self):
         if self._ckptr is None:
+            import jax
             import orbax.checkpoint as ocp
-            self._ckptr = ocp.Checkpointer(ocp.CompositeCheckpointHandler())  # synchronous: no save outlives save_run
+            if jax.process_count() == 1:  # synchronous: no save outlives save_run
+                self._ckptr = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+            else:  # several processes (sharding.py): each one saves / restores its host copies alone, no barriers
+                me = jax.process_index()
+                alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+                handler = ocp.CompositeCheckpointHandler(
+                    composite_options=ocp.CompositeOptions(multiprocessing_options=alone),
+                    state=ocp.StandardCheckpointHandler(multiprocessing_options=alone),
+                    losses=ocp.StandardCheckpointHandler(multiprocessing_options=alone),
+                    meta=ocp.JsonCheckpointHandler(multiprocessing_options=alone))
+                self._ckptr = ocp.Checkpointer(handler, multiprocessing_options=alone)
         return self._ckptr
 
     # -- saving

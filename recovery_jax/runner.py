@@ -448,7 +448,7 @@ class Hooks:
                 r.rundir.write_losses(r.losses, k, r.order.docs_K)
         if k < p.K and (self.every == "episode" or (self.every == "epoch" and end_of_epoch)):
             self.checkpoint(k)
-        if self.signals.hit:
+        if sharding.any_process(self.signals.hit):  # every process stops after the same episode
             self.stop(k)
 
     def report_recovery(self, k: int) -> None:
@@ -542,8 +542,11 @@ def run_group(cfgs: list, workdirs: list[str], *, resume: bool = False, overwrit
     with contextlib.ExitStack() as stack:
         signals = stack.enter_context(interrupts.StopSignals())
         stack.enter_context(jax.default_matmul_precision(cfgs[0].model.matmul_precision))
-        rundirs = [stack.enter_context(rundir_lib.RunDir.open(w, config_lib.to_dict(c), resume=resume,
-                                                              overwrite=overwrite)) for c, w in zip(cfgs, workdirs)]
+        # several processes (sharding.py): process 0 writes the run directories, the others only read them
+        opener = rundir_lib.RunDir.open if sharding.is_primary() else sharding.FollowerDir.open
+        with sharding.agreed():  # a refused run directory stops every process, not only process 0
+            rundirs = [stack.enter_context(opener(w, config_lib.to_dict(c), resume=resume, overwrite=overwrite))
+                       for c, w in zip(cfgs, workdirs)]
         finished = [resume and os.path.exists(rd.file(rundir_lib.SUMMARY_FILE)) for rd in rundirs]
         if all(finished):
             log(f"the run{'s' if len(workdirs) > 1 else ''} in {', '.join(workdirs)} "
@@ -551,7 +554,8 @@ def run_group(cfgs: list, workdirs: list[str], *, resume: bool = False, overwrit
             return [json.load(open(rd.file(rundir_lib.SUMMARY_FILE))) for rd in rundirs]
         if any(finished):
             raise RunError("some runs of this group are finished and some are not; resume the unfinished ones")
-        ckpts = [Checkpointer(rd.path, keep=c.checkpoint.keep) for rd, c in zip(rundirs, cfgs)]
+        ckpts = [Checkpointer(rd.path, keep=c.checkpoint.keep) if sharding.is_primary()
+                 else sharding.follower_checkpointer(rd.path, c.checkpoint.keep) for rd, c in zip(rundirs, cfgs)]
         latest = [ck.latest() for ck in ckpts] if resume else []
         stopped = lambda: signals.check(_before_training(workdirs, latest))  # noqa: E731
         p = setup(cfgs, rundirs, ckpts, resume=resume, log=log, check_stop=stopped)

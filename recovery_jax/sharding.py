@@ -284,7 +284,9 @@ def shard_group(p, mesh: Mesh, arch) -> tuple[Callable, Callable]:
 
     def take(tok, msk, t_R=None):
         """This episode's documents of every run (or a filler document, given whole), placed as tasks."""
-        return gather(tok, msk, t_R) if t_R is not None else (place(tok, sh.task), place(msk, sh.task))
+        if t_R is None:
+            return place(tok, sh.task), place(msk, sh.task)
+        return gather(tok, msk, place(np.asarray(t_R, np.int32), rep))
     p.take = take
     n_out = 4 if p.engine.spec.every_step_eval else 3
     episode = jax.jit(_over_runs(p.engine, "episode"),
@@ -306,7 +308,8 @@ def host_run_state(state_R, r: int, mesh: Mesh) -> Any:
     take = _TAKE.get(mesh)
     if take is None:
         take = _TAKE[mesh] = jax.jit(lambda x, i: x[i], out_shardings=rep)
-    return jax.tree_util.tree_map(lambda x: np.asarray(take(x, jnp.asarray(r, jnp.int32))), state_R)
+    r_ = place(np.asarray(r, np.int32), rep)
+    return jax.tree_util.tree_map(lambda x: np.asarray(take(x, r_)), state_R)
 
 
 # ----------------------------------------------------------------------------- what is where
@@ -319,3 +322,128 @@ def device_bytes(tree) -> dict:
         for s in x.addressable_shards:
             out[s.device.id] = out.get(s.device.id, 0) + s.data.nbytes
     return out
+
+
+# ----------------------------------------------------------------------------- several processes (hosts)
+
+
+DISTRIBUTED_ENV = "RECOVERY_JAX_DISTRIBUTED"  # "0": never start jax.distributed from SLURM's variables
+
+
+def init_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                     process_id: int | None = None) -> bool:
+    """Start JAX's distributed runtime before any device is touched: from explicit flags (all three), or, with
+    none, from SLURM's variables when the job step has more than one task (jax reads the node list, task id
+    and count itself). Returns whether this is a multi-process run. CPU processes use gloo collectives."""
+    given = [v is not None for v in (coordinator, num_processes, process_id)]
+    if any(given) and not all(given):
+        from recovery_jax.cli import UsageError
+        raise UsageError("--coordinator, --num-processes and --process-id go together (give all three, or none "
+                         "to read SLURM's variables)")
+    if not any(given):
+        import os
+        if os.environ.get(DISTRIBUTED_ENV, "1") == "0" or int(os.environ.get("SLURM_NTASKS", "1") or 1) <= 1:
+            return False
+    if all(given) and not 0 <= process_id < num_processes:
+        from recovery_jax.cli import UsageError
+        raise UsageError(f"--process-id {process_id} must be in [0, --num-processes={num_processes})")
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except Exception:  # noqa: BLE001 - an older jax without the option: CPU collectives are its default
+        pass
+    # a process that stops on an error leaves within a minute instead of waiting 5 for the others at shutdown;
+    # the others then miss its heartbeats and stop too (bounded failure instead of a hang in a collective)
+    timeouts = dict(heartbeat_timeout_seconds=60, shutdown_timeout_seconds=30)
+    if all(given):
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                                   process_id=process_id, **timeouts)
+    else:
+        jax.distributed.initialize(**timeouts)
+    return jax.process_count() > 1
+
+
+def is_multiprocess() -> bool:
+    return jax.process_count() > 1
+
+
+def is_primary() -> bool:
+    """The one process that writes run directories (process 0)."""
+    return jax.process_index() == 0
+
+
+class agreed:
+    """A block every process runs; if it fails on any process, it fails on all (the others raise a RunError
+    naming the process), instead of leaving them waiting forever at the next collective."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if jax.process_count() == 1:
+            return False
+        from jax.experimental import multihost_utils
+
+        from recovery_jax.rundir import RunError
+        failed_P = np.asarray(multihost_utils.process_allgather(np.int32(exc is not None)))
+        if exc is None and failed_P.any():
+            raise RunError(f"process {int(np.flatnonzero(failed_P)[0])} stopped (its error is in its output)")
+        return False
+
+
+def any_process(flag: bool) -> bool:
+    """Whether `flag` is set on any process (itself on one process): decisions every process must share."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+    return bool(np.asarray(multihost_utils.process_allgather(np.int32(bool(flag)))).any())
+
+
+class FollowerDir:
+    """A run directory as a process other than 0 sees it: reads the real files, writes nothing (process 0
+    writes every run directory once)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str, config: dict, *, resume: bool = False, overwrite: bool = False) -> "FollowerDir":
+        return cls(path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def release(self):
+        pass
+
+    def file(self, name: str) -> str:
+        import os
+        return os.path.join(self.path, name)
+
+    def write_json(self, *a, **k):
+        pass
+
+    def write_npz(self, *a, **k):
+        pass
+
+    def write_losses(self, *a, **k):
+        pass
+
+
+def follower_checkpointer(run_path: str, keep: int):
+    """process > 0: restores from process 0's checkpoints (a shared file system), never saves or deletes."""
+    from recovery_jax.checkpoint import Checkpointer
+
+    class FollowerCheckpointer(Checkpointer):
+        def save_run(self, *a, **k):
+            pass
+
+        def clear(self):
+            pass
+
+        def _remove_leftovers(self):
+            pass
+
+    return FollowerCheckpointer(run_path, keep=keep)

@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "tests", "tiny_config.py")
 N_DEVICES = 8
@@ -135,8 +137,6 @@ def test_mesh_shape_auto_and_explicit():
 
 
 def test_mesh_shape_errors_name_the_key_and_what_would_do():
-    import pytest
-
     from recovery_jax.config import ConfigError
     from recovery_jax.sharding import resolve
 
@@ -229,6 +229,91 @@ def test_kill_9_of_a_sharded_group_then_resume_is_bit_for_bit(tmp_path):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _two_processes(tmp_path, args: list[str], cwds=None, kill_at: int = 0,
+                   timeout: int = 300) -> list[subprocess.CompletedProcess]:
+    """The same train command as processes 0 and 1 of a jax.distributed job on localhost (4 CPU devices each);
+    in their own working directories `cwds` a relative --workdir shows what each process wrote. kill_at: both
+    SIGKILL themselves as that episode starts. Bounded: whatever still runs after `timeout` is killed."""
+    port = _free_port()
+    procs = []
+    for i in (0, 1):
+        cwd = cwds[i] if cwds else tmp_path
+        os.makedirs(cwd, exist_ok=True)
+        head = [__file__, "kill", str(kill_at), "--"] if kill_at else ["-m", "recovery_jax.train"]
+        cmd = [sys.executable, *head, "--config", TINY, *args, "--coordinator", f"localhost:{port}",
+               "--num-processes", "2", "--process-id", str(i)]
+        procs.append(subprocess.Popen(cmd, env=_env(tmp_path, devices=N_DEVICES // 2), cwd=cwd, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    out = []
+    try:
+        for pr in procs:
+            stdout, stderr = pr.communicate(timeout=timeout)
+            out.append(subprocess.CompletedProcess(pr.args, pr.returncode, stdout, stderr))
+    finally:
+        for pr in procs:
+            if pr.poll() is None:
+                pr.kill()
+                pr.wait()
+    return out
+
+
+MULTI = ["--seeds", "0,1", "--config.E=2", "--config.model.num_heads=4", "--config.mesh.runs=2",
+         "--config.mesh.model=4", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def one_and_two_processes(tmp_path_factory):
+    """The same sharded group (2 runs x 4 model devices) in one process with 8 devices and in two processes
+    with 4 each, the latter in separate working directories."""
+    root = tmp_path_factory.mktemp("multihost")
+    one = _train(root, "--workdir", str(root / "one"), *MULTI)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _two_processes(root, ["--workdir", "runs", *MULTI], cwds=[root / "process0", root / "process1"])
+    assert all(p.returncode == 0 for p in two), [p.stderr[-3000:] for p in two]
+    return root
+
+
+def test_two_processes_write_each_run_directory_once_equal_to_one_process(one_and_two_processes):
+    import numpy as np
+
+    root = one_and_two_processes
+    assert not (root / "process1" / "runs").exists()  # process 1 wrote nothing
+    assert sorted(os.listdir(root / "process0" / "runs")) == sorted(os.listdir(root / "one"))
+    for s in (0, 1):
+        a, b = root / "one" / f"seed={s}", root / "process0" / "runs" / f"seed={s}"
+        assert sorted(os.listdir(a)) == sorted(os.listdir(b))
+        la, lb = np.load(a / "losses.npz"), np.load(b / "losses.npz")
+        assert sorted(la.files) == sorted(lb.files)
+        for key in la.files:
+            np.testing.assert_allclose(lb[key], la[key], atol=1e-5, rtol=0, err_msg=key)
+        sa, sb = (json.load(open(d / "summary.json")) for d in (a, b))
+        np.testing.assert_allclose(sb["recovery_scores"], sa["recovery_scores"], atol=1e-5)
+
+
+def test_two_processes_killed_then_resumed_are_bit_for_bit(one_and_two_processes, tmp_path):
+    import numpy as np
+
+    root = one_and_two_processes
+    cut = str(tmp_path / "cut")  # one absolute workdir: process 1 restores from process 0's checkpoints
+    killed = _two_processes(tmp_path, ["--workdir", cut, *MULTI], kill_at=6)
+    assert [p.returncode for p in killed] == [-signal.SIGKILL] * 2, [p.stderr[-2000:] for p in killed]
+    resumed = _two_processes(tmp_path, ["--workdir", cut, *MULTI, "--resume"])
+    assert all(p.returncode == 0 for p in resumed), [p.stderr[-3000:] for p in resumed]
+    assert "resumed from the checkpoint after episode 5" in resumed[0].stdout
+    for s in (0, 1):
+        a = np.load(root / "process0" / "runs" / f"seed={s}" / "losses.npz")
+        b = np.load(os.path.join(cut, f"seed={s}", "losses.npz"))
+        for key in a.files:
+            np.testing.assert_array_equal(b[key], a[key], err_msg=key)
+
+
 BAD = [
     # (devices, extra arguments, words the one error line must contain)
     (8, ["--config.mesh.runs=3"], ["mesh.runs=3", "does not divide the 8 visible devices"]),
@@ -257,7 +342,7 @@ def test_bad_meshes_are_one_error_line_exit_2_nothing_written(tmp_path):
 
 
 if __name__ == "__main__":
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={N_DEVICES}"  # before jax is imported
+    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={N_DEVICES}")  # before jax
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     sys.path.insert(0, ROOT)
     if sys.argv[1] == "compare":
