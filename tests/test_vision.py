@@ -94,6 +94,26 @@ def test_classification_loss_is_the_batch_mean_cross_entropy():
         assert abs(got_T[i] - want) < 1e-5
 
 
+def test_image_gpt_loss_is_hf_loss_with_labels_equal_to_input_ids():
+    """Engine evaluation of one image = ImageGPTForCausalImageModeling's loss with labels = input_ids (no start
+    token: the mean over the C-1 next-pixel predictions), the authors' training loss."""
+    import jax
+    import jax.numpy as jnp
+
+    from recovery_jax.models import imagegpt
+
+    cfg = tiny()
+    t = vision.prepare(cfg)
+    mcfg, params = vision.build_params(cfg, t, jax.random.PRNGKey(0))
+    eng = runner.make_engine(cfg, mcfg, 10, params, 0)
+    got_T = np.asarray(eng.evaluate(params, jnp.asarray(t.x_T), jnp.asarray(t.y_T)))
+    model = imagegpt.ImageGPT(mcfg)
+    for i in range(4):
+        ids = jnp.asarray(t.x_T[i:i + 1])
+        want = float(imagegpt.lm_loss(model.apply({"params": params}, ids), ids))
+        assert abs(got_T[i] - want) < 1e-5
+
+
 def test_group_of_two_seeds_equals_the_runs_alone(tmp_path):
     for name, make in (("igpt", tiny), ("vgg", classifier)):
         cfgs = [make(seed=0), make(seed=1)]
