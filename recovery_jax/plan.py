@@ -16,6 +16,7 @@ shard_rules, else its largest axis that divides over `model`). Per device and pe
                                       keeps each block's activations for the backward pass (fp32, or bf16
                                       with model.dtype=bfloat16; one block with model.remat) and is not split
                                       over devices; the evaluation of the T documents is, over `model`
+                                      (eval.batch=-1 sizes its chunks to what is free: one document counted)
 
 A device holds R / mesh.runs runs. These are estimates that err on the large side (measured: see
 docs/SCALING.md); --compile lowers and compiles the real episode for the chosen mesh on this machine's CPU
@@ -101,7 +102,8 @@ def activation_bytes(cfg, mcfg, model: int) -> dict:
     block = width * C * (12 * d + 2 * ff + 2 * H * C)
     kept = (1 if cfg.model.remat else L) * block + (width * C * d * L if cfg.model.remat else 0)
     train = kept + 3 * 4 * C * V
-    docs = cfg.T if cfg.eval.batch in (0, -1) else min(int(cfg.eval.batch), cfg.T)
+    # eval.batch=-1 (auto) sizes its chunks to a quarter of what is free on the device: at least one document
+    docs = {0: cfg.T, -1: 1}.get(int(cfg.eval.batch), min(int(cfg.eval.batch), cfg.T))
     per_device_docs = math.ceil(docs / model) if cfg.T % model == 0 else docs
     evaluation = per_device_docs * eval_doc_bytes(C, d, ff, V, H, int(cfg.model.attention_block))
     return {"train": int(train), "eval": int(evaluation)}
