@@ -18,7 +18,7 @@ shard_rules, else its largest axis that divides over `model`). Per device and pe
                                       over devices; the evaluation of the T documents is, over `model`
                                       (eval.batch=-1 sizes its chunks to what is free: one document counted)
 
-A device holds R / mesh.runs runs. These are estimates that err on the large side (measured: see
+A device holds R / mesh.runs runs (every column counts all of them). These are estimates that err on the large side (measured: see
 docs/SCALING.md); --compile lowers and compiles the real episode for the chosen mesh on this machine's CPU
 with --devices host devices (no weights) and prints XLA's own memory_analysis of it per device.
 Pretrained configs are planned from model.preset's shape. GB means GiB (2^30 bytes), as GPU memory is quoted.
@@ -114,15 +114,16 @@ def plan_mesh(cfg, model: int, runs_per_group: int = 1) -> dict:
     from recovery_jax import models
 
     mcfg, params, opt_state = run_shapes(cfg)
-    p = sharded_bytes(params, model, mcfg.arch)
-    o = sharded_bytes(opt_state, model, mcfg.arch)
+    p = runs_per_group * sharded_bytes(params, model, mcfg.arch)
+    o = runs_per_group * sharded_bytes(opt_state, model, mcfg.arch)
     blocks = [params[models.block_param_path(mcfg, i)[0]] for i in range(mcfg.num_layers)]
     gathered = 2 * sharded_bytes(blocks[0], 1, mcfg.arch) if model > 1 and blocks else 0
     act = activation_bytes(cfg, mcfg, model)
-    per_run = p + o + p  # gradients: as the parameters
-    total = runs_per_group * per_run + gathered + max(act["train"], act["eval"])
+    # gradients: as the parameters; the runs of a device compute side by side (vmap), so their activations add
+    total = p + o + p + gathered + runs_per_group * max(act["train"], act["eval"])
     return {"model": model, "params": p, "opt_state": o, "grads": p, "gathered": gathered,
-            "activations": max(act["train"], act["eval"]), "act_train": act["train"], "act_eval": act["eval"],
+            "activations": runs_per_group * max(act["train"], act["eval"]), "act_train": act["train"],
+            "act_eval": act["eval"],
             "runs_per_device": runs_per_group, "total": int(total), "n_params": int(models.param_count(params)),
             "heads": mcfg.num_heads}
 

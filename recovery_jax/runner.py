@@ -558,7 +558,8 @@ def run_group(cfgs: list, workdirs: list[str], *, resume: bool = False, overwrit
                  else sharding.follower_checkpointer(rd.path, c.checkpoint.keep) for rd, c in zip(rundirs, cfgs)]
         latest = [ck.latest() for ck in ckpts] if resume else []
         stopped = lambda: signals.check(_before_training(workdirs, latest))  # noqa: E731
-        p = setup(cfgs, rundirs, ckpts, resume=resume, log=log, check_stop=stopped)
+        with sharding.host_staging(cfgs):  # a group spread over accelerators is built in host memory first
+            p = setup(cfgs, rundirs, ckpts, resume=resume, log=log, check_stop=stopped)
         signals.check(_before_training(workdirs, [p.start_k or None]))
         log(_banner(p))
         t_train = time.time()

@@ -140,6 +140,18 @@ def heads_of(mcfg) -> int:
     return int(getattr(mcfg, "num_heads", 0) or getattr(mcfg, "n_heads", 0) or 0)
 
 
+def host_staging(cfgs: list):
+    """Where a group's state is built before it is placed: in host memory (the CPU backend) when the group will
+    be spread over accelerators, so a model whose state only fits sharded never lands whole on device 0;
+    otherwise where it always was (the default device). Host memory then holds the group's state about twice
+    while it is stacked."""
+    import contextlib
+
+    if jax.default_backend() == "cpu" or check(cfgs).size == 1:
+        return contextlib.nullcontext()
+    return jax.default_device(jax.devices("cpu")[0])
+
+
 def group_mesh(cfgs: list, mcfg, log=print) -> Mesh | None:
     """The mesh a group runs on, or None for one device (today's program)."""
     from recovery_jax.runner import run_bytes
