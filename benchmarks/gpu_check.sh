@@ -29,5 +29,20 @@ timeout 150 python3 -m benchmarks.gpu_groups --preset pythia-1b --groups 1 --epi
 # 3. The same with TF32 matmuls (model.matmul_precision=default), group of 32 of 160M only.
 timeout 120 python3 -m benchmarks.gpu_groups --preset pythia-160m --groups 32 --episodes 3 --precision default \
   --out "$OUT_DIR/groups_160m_tf32.json" || status=1
+# 4. Several GPUs (docs/SCALING.md), only where more than one is visible (adds <= 10 minutes): a group of one run
+#    per GPU of 160M on one GPU vs spread over all (mesh.runs = GPUs: runs/h, equal first-episode losses), then
+#    Pythia-1B with Adam reset on one GPU vs sharded over 2 (and 4) GPUs (peak memory per GPU vs the plan's
+#    estimate), and the plan of configs/paper/scale_6.9b.py for these GPUs.
+NDEV=$(python3 -c "import jax; print(jax.device_count())" 2>/dev/null || echo 1)
+if [ "${NDEV:-1}" -gt 1 ]; then
+  timeout 240 python3 -m benchmarks.gpu_mesh --preset pythia-160m --runs "$NDEV" --meshes "1x1,${NDEV}x1" \
+    --episodes 3 --out "$OUT_DIR/mesh_160m.json" || status=1
+  MESHES=1x1,1x2
+  if [ "$NDEV" -ge 4 ]; then MESHES=$MESHES,1x4; fi
+  timeout 240 python3 -m benchmarks.gpu_mesh --preset pythia-1b --optimizer adam_reset --runs 1 --meshes "$MESHES" \
+    --episodes 3 --out "$OUT_DIR/mesh_1b_adam.json" || status=1
+  timeout 120 python3 -m recovery_jax.plan --config configs/paper/scale_6.9b.py --devices "$NDEV" --runs 1 \
+    > "$OUT_DIR/plan_6.9b.txt" || status=1
+fi
 ls -l "$OUT_DIR"
 exit $status

@@ -314,6 +314,17 @@ def test_two_processes_killed_then_resumed_are_bit_for_bit(one_and_two_processes
             np.testing.assert_array_equal(b[key], a[key], err_msg=key)
 
 
+def test_gpu_mesh_benchmark_runs_on_cpu_devices(tmp_path):
+    """benchmarks/gpu_mesh.py (gpu_check.sh's multi-device section) end to end on 4 host CPU devices."""
+    out = tmp_path / "mesh.json"
+    p = _run(["-m", "benchmarks.gpu_mesh", "--preset", "pythia-14m", "--runs", "2", "--meshes", "1x1,2x2", "--T", "2",
+              "--C", "8", "--M", "1", "--episodes", "1", "--out", str(out)], tmp_path, devices=4)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.load(open(out))["results"]
+    assert [r["mesh"] for r in res] == [[1, 1], [2, 2]]
+    assert res[1]["max_abs_diff_vs_first_mesh"] <= 1e-4 and res[1]["plan_bytes_per_device"] > 0
+
+
 BAD = [
     # (devices, extra arguments, words the one error line must contain)
     (8, ["--config.mesh.runs=3"], ["mesh.runs=3", "does not divide the 8 visible devices"]),
