@@ -581,7 +581,8 @@ def finish(p: Prepared, run: Slot, *, train_s: float, total_s: float):
     cfg, K = run.cfg, p.K
     done = K - p.start_k
     summary = metrics.summarize(run.losses.eval_losses, run.losses.train_losses, run.order.docs_K, cfg.M)
-    train_tokens, eval_tokens = done * cfg.M * cfg.C, done * cfg.T * cfg.C
+    unit = _task_units(run)  # tokens per document (text, Image GPT) or images per batch (classifiers)
+    train_tokens, eval_tokens = done * cfg.M * unit, done * cfg.T * unit
     summary.update({
         "episodes": K, "n_params": run.n_params, "restrict_vocab": bool(cfg.data.restrict_vocab),
         "vocab_size": int(run.data.vocab_size), "compile_s": p.compile_s, "train_wall_s": train_s,
@@ -589,6 +590,7 @@ def finish(p: Prepared, run: Slot, *, train_s: float, total_s: float):
         "train_tokens_per_s": train_tokens / max(train_s, 1e-9),
         "tokens_per_s": (train_tokens + eval_tokens) / max(train_s, 1e-9),
         "resumed_from_episode": p.start_k, "device": jax.devices()[0].device_kind, "group_size": p.R,
+        "task_unit": "images" if getattr(run.data.docs, "task", "lm") == "classify" else "tokens",
     })
     run.rundir.write_losses(run.losses, K, run.order.docs_K)
     if run.probes is not None:
@@ -610,10 +612,19 @@ def _before_training(workdirs: list[str], checkpoints: list) -> str:
             f"{where}; run the same command with --resume to start it")
 
 
+def _task_units(run: Slot) -> int:
+    """What a task holds, for the throughput numbers: C tokens, or data.batch_size images of a classifier run."""
+    docs = run.data.docs
+    return int(run.cfg.data.batch_size) if getattr(docs, "task", "lm") == "classify" else int(run.cfg.C)
+
+
 def _banner(p: Prepared) -> str:
     cfg, r0 = p.cfg, p.runs[0]
     vocab = sorted({r.data.vocab_size for r in p.runs})
-    return (f"model {r0.mcfg.arch} {r0.n_params / 1e6:.2f}M params | T={cfg.T} C={cfg.C} M={cfg.M} E={cfg.E} "
+    docs = r0.data.docs
+    shape = (f"T={cfg.T} batches of {cfg.data.batch_size} images ({docs.image_size} px)"
+             if getattr(docs, "task", "lm") == "classify" else f"T={cfg.T} C={cfg.C}")
+    return (f"model {r0.mcfg.arch} {r0.n_params / 1e6:.2f}M params | {shape} M={cfg.M} E={cfg.E} "
             f"| {p.K} episodes | optimizer {cfg.optim.name} lr "
             f"{'/'.join(sorted({f'{r.cfg.optim.lr:g}' for r in p.runs}))}"
             + (f" | {p.R} runs in one program" if p.R > 1 else "")
@@ -636,7 +647,8 @@ def _print_table(summary: dict, log) -> None:
     if online.get("mean") is not None:
         log(f"  online loss (epochs {online.get('first_epoch', 2)}..E): {_fmt(online['mean'])}")
     log(f"  {summary['episodes']} episodes in {summary['train_wall_s']:.1f}s "
-        f"({summary['tokens_per_s']:.0f} tokens/s incl. evaluation; compile {summary['compile_s']:.1f}s)")
+        f"({summary['tokens_per_s']:.0f} {summary.get('task_unit', 'tokens')}/s incl. evaluation; "
+        f"compile {summary['compile_s']:.1f}s)")
 
 
 class _Progress:

@@ -208,7 +208,8 @@ def eval_batch(cfg, mcfg) -> int:
     """Tasks per evaluation chunk for eval.batch = -1 (see engine.auto_eval_batch for the text runs)."""
     backend = jax.default_backend()
     if registry.get(mcfg).task == "lm":  # Image GPT: as a text document of C tokens over its colours
-        doc = eval_doc_bytes(cfg.C, mcfg.d_model, mcfg.d_ff, mcfg.n_colors, mcfg.n_heads, int(cfg.model.attention_block))
+        doc = eval_doc_bytes(cfg.C, mcfg.d_model, mcfg.d_ff, mcfg.n_colors, mcfg.n_heads,
+                             int(cfg.model.attention_block))
         return auto_eval_batch(cfg.T, cfg.C, backend=backend, doc_bytes=doc, free_bytes=_free_bytes())
     images = CPU_EVAL_IMAGES if backend == "cpu" else DEVICE_EVAL_IMAGES
     return int(min(max(images // int(cfg.data.batch_size), 1), cfg.T))
