@@ -86,10 +86,11 @@ def resolve(cfg, R: int, n_devices: int, *, heads: int = 0, run_bytes: int = 0,
         raise ConfigError(f"the group's {R} runs do not divide over mesh.runs={runs} (each device group holds the "
                           f"same number of runs; runs are not padded): use a multiple of {runs} runs or a divisor "
                           f"of {R} for mesh.runs")
-    if runs and model:
-        return MeshShape(runs, model)
     if not model:
         model = n_devices // runs if runs else _auto_model(n_devices, heads, run_bytes, device_bytes)
+        if heads and heads % model:  # derived from mesh.runs
+            raise ConfigError(f"mesh.runs={runs} leaves mesh.model={model} devices per run, which does not divide "
+                              f"the model's {heads} attention heads; set mesh.model too (a divisor of {heads})")
     if not runs:
         runs = math.gcd(R, n_devices // model)  # all the rest when R divides over them
     return MeshShape(runs, model)
@@ -131,7 +132,8 @@ def check(cfgs: list) -> MeshShape:
     heads = 0
     if cfg.model.init != "pretrained" and not models.registry.get(cfg.model.arch).port:
         heads = heads_of(models.model_config(cfg.model, None))  # (ports and checkpoints: checked in setup)
-    return resolve(cfg, len(cfgs), jax.device_count(), heads=heads, run_bytes=run_bytes(cfg),
+    n = jax.device_count()  # one device: nothing to size (run_bytes traces the model's init)
+    return resolve(cfg, len(cfgs), n, heads=heads, run_bytes=run_bytes(cfg) if n > 1 else 0,
                    device_bytes=device_memory())
 
 
@@ -156,8 +158,9 @@ def group_mesh(cfgs: list, mcfg, log=print) -> Mesh | None:
     """The mesh a group runs on, or None for one device (today's program)."""
     from recovery_jax.runner import run_bytes
 
-    shape = resolve(cfgs[0], len(cfgs), jax.device_count(), heads=heads_of(mcfg),
-                    run_bytes=run_bytes(cfgs[0]), device_bytes=device_memory())
+    n = jax.device_count()
+    shape = resolve(cfgs[0], len(cfgs), n, heads=heads_of(mcfg), run_bytes=run_bytes(cfgs[0]) if n > 1 else 0,
+                    device_bytes=device_memory())
     if shape.size == 1:
         return None
     if shape.size < jax.device_count():

@@ -143,7 +143,8 @@ def test_mesh_shape_errors_name_the_key_and_what_would_do():
     for cfg, R, n, heads, words in [
             (_cfg(runs=2), 2, 1, 0, "only one is visible"), (_cfg(runs=3), 3, 8, 0, "[1, 2, 4, 8]"),
             (_cfg(runs=2, model=3), 2, 8, 0, "6 devices does not divide"), (_cfg(model=4), 1, 8, 2, "2 attention heads"),
-            (_cfg(runs=4), 6, 8, 0, "6 runs do not divide over mesh.runs=4")]:
+            (_cfg(runs=4), 6, 8, 0, "6 runs do not divide over mesh.runs=4"),
+            (_cfg(runs=2), 2, 8, 2, "leaves mesh.model=4 devices per run")]:
         with pytest.raises(ConfigError) as e:
             resolve(cfg, R, n, heads=heads)
         assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
