@@ -265,7 +265,7 @@ def _two_processes(tmp_path, args: list[str], cwds=None, kill_at: int = 0,
     return out
 
 
-MULTI = ["--seeds", "0,1", "--config.E=2", "--config.model.num_heads=4", "--config.mesh.runs=2",
+MULTI = ["--seeds", "0,1", "--config.E=1", "--config.model.num_heads=4", "--config.mesh.runs=2",
          "--config.mesh.model=4", "--no-progress"]
 
 
@@ -303,11 +303,12 @@ def test_two_processes_killed_then_resumed_are_bit_for_bit(one_and_two_processes
 
     root = one_and_two_processes
     cut = str(tmp_path / "cut")  # one absolute workdir: process 1 restores from process 0's checkpoints
-    killed = _two_processes(tmp_path, ["--workdir", cut, *MULTI], kill_at=6)
+    # the fixture's folder for the processes' shared compilation cache: the programs are compiled already
+    killed = _two_processes(root, ["--workdir", cut, *MULTI], kill_at=3)
     assert [p.returncode for p in killed] == [-signal.SIGKILL] * 2, [p.stderr[-2000:] for p in killed]
-    resumed = _two_processes(tmp_path, ["--workdir", cut, *MULTI, "--resume"])
+    resumed = _two_processes(root, ["--workdir", cut, *MULTI, "--resume"])
     assert all(p.returncode == 0 for p in resumed), [p.stderr[-3000:] for p in resumed]
-    assert "resumed from the checkpoint after episode 5" in resumed[0].stdout
+    assert "resumed from the checkpoint after episode 2" in resumed[0].stdout
     for s in (0, 1):
         a = np.load(root / "process0" / "runs" / f"seed={s}" / "losses.npz")
         b = np.load(os.path.join(cut, f"seed={s}", "losses.npz"))
