@@ -177,6 +177,7 @@ def _compare(tmp_path, runs, model, R, heads) -> dict:
     return json.load(open(out))
 
 
+@pytest.mark.slow  # subprocesses with their own compiles (about a minute each on 2 cores)
 def test_eight_runs_over_eight_devices_equal_one_device(tmp_path):
     res = _compare(tmp_path, runs=8, model=1, R=8, heads=2)
     print(res)
@@ -197,6 +198,7 @@ def test_model_axis_of_four_equals_one_device_and_holds_a_quarter(tmp_path):
     assert max(res["per_device"].values()) <= res["total"] / 4 * 1.05, res
 
 
+@pytest.mark.slow  # subprocesses with their own compiles (about a minute each on 2 cores)
 def test_runs_two_by_model_four_equals_one_device_and_holds_a_quarter_of_a_run(tmp_path):
     res = _compare(tmp_path, runs=2, model=4, R=2, heads=4)
     print(res)
@@ -207,6 +209,7 @@ def test_runs_two_by_model_four_equals_one_device_and_holds_a_quarter_of_a_run(t
     assert max(res["per_device"].values()) <= per_run / 4 * 1.05, res
 
 
+@pytest.mark.slow  # subprocesses with their own compiles (about a minute each on 2 cores)
 def test_kill_9_of_a_sharded_group_then_resume_is_bit_for_bit(tmp_path):
     import numpy as np
 
@@ -281,6 +284,7 @@ def one_and_two_processes(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # subprocesses with their own compiles (about a minute each on 2 cores)
 def test_two_processes_write_each_run_directory_once_equal_to_one_process(one_and_two_processes):
     import numpy as np
 
@@ -298,6 +302,7 @@ def test_two_processes_write_each_run_directory_once_equal_to_one_process(one_an
         np.testing.assert_allclose(sb["recovery_scores"], sa["recovery_scores"], atol=1e-5)
 
 
+@pytest.mark.slow  # subprocesses with their own compiles (about a minute each on 2 cores)
 def test_two_processes_killed_then_resumed_are_bit_for_bit(one_and_two_processes, tmp_path):
     import numpy as np
 
@@ -316,6 +321,7 @@ def test_two_processes_killed_then_resumed_are_bit_for_bit(one_and_two_processes
             np.testing.assert_array_equal(b[key], a[key], err_msg=key)
 
 
+@pytest.mark.slow  # subprocesses with their own compiles (about a minute each on 2 cores)
 def test_gpu_mesh_benchmark_runs_on_cpu_devices(tmp_path):
     """benchmarks/gpu_mesh.py (gpu_check.sh's multi-device section) end to end on 4 host CPU devices."""
     out = tmp_path / "mesh.json"
