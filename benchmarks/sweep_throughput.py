@@ -65,12 +65,15 @@ def _sweep(config: str, workdir: str, overrides: list[str], extra: list[str], ca
     return res
 
 
-def _torch(config: str, overrides: list[str], workdir: str, log) -> dict:
-    """Every run of the sweep through the PyTorch reference, one after another (bundles written first,
-    outside the timing)."""
+def _torch(config: str, overrides: list[str], workdir: str, log, max_runs: int | None = None,
+           threads: int | None = None) -> dict:
+    """The runs of the sweep through the PyTorch reference, one after another (bundles written first, outside
+    the timing). With max_runs, only the first max_runs runs are timed and the total is extrapolated (said so)."""
     from recovery_jax.sweep import build_runs
 
     runs, _ = build_runs(config, [o[len("--config."):] for o in overrides])
+    n_all = len(runs)
+    runs = runs[:max_runs] if max_runs else runs
     bundles = []
     for r in runs:
         why = common.torch_supported(r.cfg)
@@ -82,30 +85,43 @@ def _torch(config: str, overrides: list[str], workdir: str, log) -> dict:
     env = dict(os.environ, PYTHONPATH=ROOT)
     walls, rss, cpu = [], [], 0.0
     for path in bundles:
-        res = _child(["benchmarks.torch_ref", path, path + "/out"], env, log)
+        extra = ["--threads", str(threads)] if threads else []
+        res = _child(["benchmarks.torch_ref", path, path + "/out", *extra], env, log)
         walls.append(res["wall_s"])
         rss.append(res["peak_rss_mb"])
         cpu += res["cpu_s"]
-    return {"wall_s": sum(walls), "n_runs": len(bundles), "peak_rss_mb": max(rss), "cpu_s": cpu,
+    scale = n_all / len(bundles)
+    return {"wall_s": scale * sum(walls), "n_runs": n_all, "timed_runs": len(bundles), "extrapolated": scale != 1,
+            "wall_s_timed": walls, "peak_rss_mb": max(rss), "cpu_s": scale * cpu, "threads": threads or os.cpu_count(),
             "runs_per_hour": 3600 * len(bundles) / sum(walls)}
 
 
-def run(config: str, overrides: list[str], *, skip_torch: bool, group8: bool, log=print) -> dict:
+def _partial(out: str | None, report: dict) -> None:
+    """What is measured so far, in case the invocation is stopped before the end."""
+    if out:
+        common.write_json(out + ".partial.json", report)
+
+
+def run(config: str, overrides: list[str], *, skip_torch: bool, group8: bool, torch_runs: int | None = None,
+        torch_threads: int | None = None, out: str | None = None, log=print) -> dict:
     tmp = tempfile.mkdtemp(prefix="sweep_throughput_")
     report = {"config": config, "overrides": overrides, "machine": common.machine_info(),
               "load_average_start": common.load_average()}
     try:
         log("(a) one program per run, compilation cache off")
         report["a_one_per_run"] = _sweep(config, f"{tmp}/a", overrides, ["--no-group"], "off", log)
+        _partial(out, report)
         warm = f"{tmp}/cache"
         log("(a') one program per run, compilation cache warm (filled by a first pass, not timed)")
         _sweep(config, f"{tmp}/warmup", overrides, ["--no-group"], warm, lambda *a: None)
         report["a_warm_cache"] = _sweep(config, f"{tmp}/a_warm", overrides, ["--no-group"], warm, log)
+        _partial(out, report)
         log("(b) grouped")
         report["b_grouped"] = _sweep(config, f"{tmp}/b", overrides, [], "off", log)
+        _partial(out, report)
         if not skip_torch:
             log("(c) the PyTorch reference, run after run")
-            report["c_torch"] = _torch(config, overrides, f"{tmp}/torch", log)
+            report["c_torch"] = _torch(config, overrides, f"{tmp}/torch", log, torch_runs, torch_threads)
         if group8:
             log("peak RSS of 8 default-size runs in one group (configs/default.py, one epoch)")
             env = dict(os.environ, RECOVERY_JAX_COMPILATION_CACHE="off", PYTHONPATH=ROOT)
@@ -137,6 +153,8 @@ def summary_lines(r: dict) -> list[str]:
             lines.append(f"{name}: skipped ({x['skipped']})")
             continue
         extra = f", compile {x['compile_s']:.1f}s, groups of {x['group_sizes']}" if "compile_s" in x else ""
+        if x.get("extrapolated"):
+            name += f" (timed {x['timed_runs']} of {x['n_runs']} runs, extrapolated)"
         lines.append(f"{name}: {x['wall_s']:.1f}s wall for {x['n_runs']} runs ({x['runs_per_hour']:.0f} runs/h), "
                      f"peak RSS {x['peak_rss_mb']:.0f} MB{extra}")
     for k, v in r["ratios"].items():
@@ -156,11 +174,15 @@ def main(argv=None) -> int:
         p.add_argument("--out", default=None, help="write the report JSON here")
         p.add_argument("--skip-torch", action="store_true")
         p.add_argument("--group8", action="store_true", help="also the peak RSS of 8 default-size runs in a group")
+        p.add_argument("--torch-runs", type=cli.positive_int, default=None, metavar="N",
+                       help="time only the first N runs of the PyTorch reference and extrapolate to all")
+        p.add_argument("--torch-threads", type=cli.positive_int, default=None, help="torch intra-op threads")
         a = p.parse_args(rest)
         config_lib.load(a.config, overrides)  # a bad config or override is one error line before any work
         if a.out:
             cli.check_out_dir(os.path.dirname(os.path.abspath(a.out)), "--out")
-        report = run(a.config, [f"--config.{o}" for o in overrides], skip_torch=a.skip_torch, group8=a.group8)
+        report = run(a.config, [f"--config.{o}" for o in overrides], skip_torch=a.skip_torch, group8=a.group8,
+                     torch_runs=a.torch_runs, torch_threads=a.torch_threads, out=a.out)
         print()
         for line in summary_lines(report):
             print(line)

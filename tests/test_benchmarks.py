@@ -139,3 +139,23 @@ def test_gpu_groups_smoke_on_cpu(tmp_path):
     assert [r["R"] for r in rep["runs"]] == [1, 2]
     assert all(r["episode_s"] > 0 and 0 < r["mfu"] for r in rep["runs"])
     assert rep["runs"][1]["tokens_per_s"] > 0
+
+
+def test_sweep_throughput_ratios_and_lines_from_a_synthetic_report(capsys):
+    from benchmarks import sweep_throughput as st
+
+    def way(wall, compile_s=None, train=None):
+        x = {"wall_s": wall, "n_runs": 6, "runs_per_hour": 3600 * 6 / wall, "peak_rss_mb": 100.0}
+        if compile_s is not None:
+            x.update(compile_s=compile_s, train_s=train, group_sizes=[6])
+        return x
+    r = {"a_one_per_run": way(300, 72, 200), "a_warm_cache": way(240, 12, 200), "b_grouped": way(200, 12, 190),
+         "c_torch": dict(way(500), extrapolated=True, timed_runs=2)}
+    a, b = r["a_one_per_run"], r["b_grouped"]
+    r["ratios"] = {"b_vs_a": a["wall_s"] / b["wall_s"], "b_vs_torch": 500 / 200}
+    lines = st.summary_lines(r)
+    assert any("(b)  grouped: 200.0s wall for 6 runs" in ln and "groups of [6]" in ln for ln in lines)
+    assert any("timed 2 of 6 runs, extrapolated" in ln for ln in lines)
+    assert "  b_vs_a: 1.50" in lines and "  b_vs_torch: 2.50" in lines
+    assert st.main(["--config", "/nonexistent.py"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: config file '/nonexistent.py' does not exist")
