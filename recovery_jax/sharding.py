@@ -2,12 +2,13 @@
 
 Why two axes: the runs of a group are independent (engine.Engine.episode_R vmaps one episode over the run
 axis R), so spreading R over devices needs no communication at all; a model too large for one device has
-its parameters and optimizer state sharded FSDP-style over `model` (each matrix split along its largest axis
-that divides; XLA gathers the weights where a layer needs them), and the devices of the `model` axis split
+its parameters and optimizer state sharded FSDP-style over `model` (each array split along the axis its
+architecture's `shard_rules` name, else its largest axis that divides; XLA gathers the weights where a layer
+needs them, or splits the activations along them), and the devices of the `model` axis split
 the T evaluation documents between them (a data axis: evaluation is a batch, training is one document).
 
-    mesh = build_mesh(resolve(cfg, R, len(jax.devices()), heads=...))
-    episode_R, evaluate_R = shard_group(p, mesh)     # places the stacked arrays, jits with their shardings
+    mesh = group_mesh(cfgs, mcfg)                  # resolve(...) -> build_mesh(...), None for one device
+    episode_R, evaluate_R = shard_group(p, mesh, arch)  # places the stacked arrays, jits with their shardings
 
 A mesh of one device is not a mesh here: `group_mesh` returns None and the runner keeps today's program,
 so nothing changes for CPU users. A group whose R does not divide over mesh.runs is refused (ConfigError):
@@ -32,9 +33,6 @@ from jax.sharding import PartitionSpec as P
 from recovery_jax.config import ConfigError
 
 RUNS, MODEL = "runs", "model"
-# An array smaller than this stays whole on every device of the model axis (scalars, small biases would only
-# cost gathers); sharding is for the matrices that make a model large.
-MIN_SHARD_ELEMENTS = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +197,7 @@ def arch_rules(arch) -> tuple:
 def model_axis(path: str, shape: tuple, model: int, rules: tuple = ()) -> int | None:
     """Which axis of one run's array goes over the `model` axis (None: whole on every device). A rule names an
     axis for a path; the generic FSDP rule takes the largest axis that divides (the last of equal ones)."""
-    if model <= 1 or not shape or math.prod(shape) < max(MIN_SHARD_ELEMENTS, model):
+    if model <= 1 or not shape:  # biases and norms too: each device then holds exactly 1/model of a run
         return None
     for pattern, axis in rules:
         if re.search(pattern, path):
