@@ -73,3 +73,28 @@ def test_runs_that_cannot_share_a_program_are_refused(tmp_path):
     with pytest.raises(config_lib.ConfigError, match="cannot share one compiled program.*--no-group"):
         runner.run_group([tiny(), tiny(M=3)], [str(tmp_path / "a"), str(tmp_path / "b")], log=lambda *a: None)
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--seeds", "1,1"], "repeats a seed"),
+    (["--seeds", "a"], "expected non-negative integers"),
+    (["--no-group"], "--no-group only applies with --seeds"),
+    (["--seeds", "0,1", "--config.probes.names=weights", "--config.probes.epoch=2"], "add --no-group"),
+])
+def test_train_seeds_bad_input_is_one_error_line(tmp_path, capsys, argv, message):
+    from recovery_jax import cli, train
+
+    work = tmp_path / "w"
+    assert cli.guarded(train.main, ["--config", TINY, "--workdir", str(work), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert not work.exists()
+
+
+@pytest.mark.parametrize("argv,message", [(["--max-group", "0"], "--max-group"), (["--max-group", "x"], "--max-group")])
+def test_sweep_group_flags_bad_input(tmp_path, capsys, argv, message):
+    from recovery_jax import cli, sweep
+
+    assert cli.guarded(sweep.main, ["--config", TINY, "--workdir", str(tmp_path / "s"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
