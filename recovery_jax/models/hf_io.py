@@ -219,7 +219,7 @@ def detect_arch(hf_config: dict) -> str:
     return registry.detect(hf_config).name
 
 
-def _weight_files(d: Path) -> tuple[str, list[Path]]:
+def weight_files(d: Path) -> tuple[str, list[Path]]:
     """("safetensors" | "torch", files) in order of preference; FileNotFoundError if none."""
     for kind, single, index in (("safetensors", SAFE_SINGLE, SAFE_INDEX), ("torch", BIN_SINGLE, BIN_INDEX)):
         if (d / single).is_file():
@@ -287,7 +287,7 @@ def load_hf(path_or_id: str, *, revision: str | None = None, dtype: Any = jnp.fl
         raise ValueError(f"corrupt {config_path}: {e}") from None
     arch = detect_arch(hf_config)
     parse_config(arch, hf_config)  # unsupported settings fail before any tensor is read
-    kind, files = _weight_files(d)
+    kind, files = weight_files(d)
     source = _SafetensorsSource(files) if kind == "safetensors" else _torch_source(files)
     try:
         params = _convert(arch, hf_config, source, vocab_size, dtype)

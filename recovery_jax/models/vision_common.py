@@ -144,21 +144,11 @@ def _read_files(files: Iterable[Path]) -> dict[str, Array]:
 
 
 def weight_files(d: Path) -> list[Path]:
-    """The weight file(s) of an HF-style directory, safetensors preferred; FileNotFoundError if none."""
-    for single, index in ((SAFE_SINGLE, SAFE_INDEX), (BIN_SINGLE, BIN_INDEX)):
-        if (d / single).is_file():
-            return [d / single]
-        if (d / index).is_file():
-            try:
-                weight_map = json.loads((d / index).read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"corrupt index file {d / index}: {e!r}") from None
-            files = [d / name for name in sorted(set(weight_map.values()))]
-            missing = [str(f) for f in files if not f.is_file()]
-            if missing:
-                raise FileNotFoundError(f"{d / index} lists shard(s) that do not exist: {missing}")
-            return files
-    raise FileNotFoundError(f"no weight file in {d}: expected {SAFE_SINGLE}, {SAFE_INDEX}, {BIN_SINGLE} or {BIN_INDEX}")
+    """The weight file(s) of an HF-style directory, safetensors preferred; FileNotFoundError if none (the same
+    lookup as the language models' loader)."""
+    from .hf_io import weight_files as hf_weight_files  # hf_io imports the registry, which imports this module
+
+    return hf_weight_files(d)[1]
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, Array]:
