@@ -298,3 +298,13 @@ def write_json(path: str, obj: Any) -> None:
     from recovery_jax.rundir import write_json_atomic
 
     write_json_atomic(path, obj, indent=1)
+
+
+def print_report(lines: list[str], report: dict, out: str | None) -> None:
+    """A benchmark CLI's ending: its summary lines, then the report JSON where --out asks for it."""
+    print()
+    for line in lines:
+        print(line)
+    if out:
+        write_json(out, report)
+        print(f"report: {out}")

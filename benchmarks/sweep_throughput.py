@@ -183,12 +183,7 @@ def main(argv=None) -> int:
             cli.check_out_dir(os.path.dirname(os.path.abspath(a.out)), "--out")
         report = run(a.config, [f"--config.{o}" for o in overrides], skip_torch=a.skip_torch, group8=a.group8,
                      torch_runs=a.torch_runs, torch_threads=a.torch_threads, out=a.out)
-        print()
-        for line in summary_lines(report):
-            print(line)
-        if a.out:
-            common.write_json(a.out, report)
-            print(f"report: {a.out}")
+        common.print_report(summary_lines(report), report, a.out)
         return 0
 
     return cli.guarded(inner, sys.argv[1:] if argv is None else argv)

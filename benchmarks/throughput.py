@@ -308,12 +308,7 @@ def main(argv=None) -> int:
                                torch_device=a.torch_device)
         report["config_file"] = a.config
         report["overrides"] = overrides
-        print()
-        for line in summary_lines(report):
-            print(line)
-        if a.out:
-            common.write_json(a.out, report)
-            print(f"report: {a.out}")
+        common.print_report(summary_lines(report), report, a.out)
         return 0
 
     return cli.guarded(inner, argv)
