@@ -12,7 +12,7 @@ import importlib.util
 import json
 import math
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import ml_collections
 
@@ -149,8 +149,10 @@ def base_config() -> ml_collections.ConfigDict:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_file(path: str) -> tuple[ml_collections.ConfigDict, Any]:
-    """The one config-file loader: (get_config(), get_sweep() or None). Every problem is a ConfigError."""
+def load_file(path: str, schema: Callable[[], ml_collections.ConfigDict] | None = None
+              ) -> tuple[ml_collections.ConfigDict, Any]:
+    """The one config-file loader: (get_config(), get_sweep() or None). Every problem is a ConfigError.
+    `schema` gives the valid keys (default: a run's, base_config; the pretraining command passes its own)."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
     spec = importlib.util.spec_from_file_location(f"_rj_config_{abs(hash(os.path.abspath(path)))}", path)
@@ -171,7 +173,7 @@ def load_file(path: str) -> tuple[ml_collections.ConfigDict, Any]:
     if not isinstance(cfg, ml_collections.ConfigDict):
         raise ConfigError(f"get_config() in {path!r} returned a {type(cfg).__name__}; it must return an "
                           f"ml_collections.ConfigDict (start from recovery_jax.config.base_config())")
-    check_keys(cfg)
+    check_keys(cfg, schema or base_config)
     return cfg, sweep
 
 
@@ -179,9 +181,9 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     return load_file(path)[0]
 
 
-def check_keys(cfg: ml_collections.ConfigDict) -> None:
+def check_keys(cfg: ml_collections.ConfigDict, schema: Callable[[], ml_collections.ConfigDict] | None = None) -> None:
     """A config file may only use keys the schema knows (catches typos in config files)."""
-    valid = flatten(base_config())
+    valid = flatten((schema or base_config)())
     for key in flatten(cfg):
         if key not in valid:
             raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(valid))}")
