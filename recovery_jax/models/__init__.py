@@ -24,7 +24,8 @@ jax_default_matmul_precision (use "highest" for fp32 parity checks; GPUs may oth
 from .registry import ARCHITECTURES, ARCHS, PRESETS, Architecture, parse_config, preset_config, to_hf_config
 from .config import ACTIVATIONS, ModelConfig, without_dropout
 from .factory import (
-    INIT_SCHEMES, build_model, init_params, model_config, pad_vocab, param_shapes, restrict_vocab, uses_dropout,
+    INIT_SCHEMES, build_model, init_params, model_config, pad_vocab, param_shapes, restrict_vocab, scatter_vocab,
+    uses_dropout,
 )
 from .hf_io import convert_state_dict, detect_arch, export_hf, load_hf, load_pretrained, to_hf_state_dict
 from .tree import block_param_path, get_by_path, num_blocks, param_count, trainable_mask, unembedding
@@ -33,6 +34,6 @@ __all__ = [
     "ACTIVATIONS", "ARCHITECTURES", "ARCHS", "Architecture", "INIT_SCHEMES", "PRESETS", "ModelConfig",
     "block_param_path", "build_model", "convert_state_dict", "detect_arch", "export_hf", "get_by_path",
     "init_params", "load_hf", "load_pretrained", "model_config", "num_blocks", "pad_vocab", "param_count",
-    "param_shapes", "parse_config", "preset_config", "restrict_vocab", "to_hf_config", "to_hf_state_dict",
+    "param_shapes", "parse_config", "preset_config", "restrict_vocab", "scatter_vocab", "to_hf_config", "to_hf_state_dict",
     "trainable_mask", "unembedding", "uses_dropout", "without_dropout",
 ]

@@ -159,6 +159,20 @@ def restrict_vocab(mcfg: ModelConfig, params: dict, vocab_map_V: Any) -> tuple[M
     return dataclasses.replace(mcfg, vocab_size=int(len(ids_V))), out
 
 
+def scatter_vocab(mcfg: ModelConfig, params: dict, trained: dict, vocab_map_V: Any) -> dict:
+    """The inverse of restrict_vocab: `trained` (a model of the restricted vocabulary vocab_map_V) as a tree of
+    the full vocabulary of `mcfg`; the vocabulary entries of the other token ids are taken from `params` (e.g.
+    the full model's init, whose rows restrict_vocab cut out before training)."""
+    ids_V = np.asarray(vocab_map_V)
+    out = _map_vocab_params(mcfg, trained, lambda x, axis: x)  # copies the dicts along the vocabulary paths
+    for path, axis in registry.get(mcfg).vocab_params:
+        node, full = out, params
+        for key in path[:-1]:
+            node, full = node[key], full[key]
+        node[path[-1]] = jnp.asarray(full[path[-1]]).at[(slice(None),) * axis + (ids_V,)].set(node[path[-1]])
+    return out
+
+
 def pad_vocab(mcfg: ModelConfig, params: dict, vocab_size: int) -> dict:
     """Zero vocabulary entries appended up to `vocab_size`: the runs of a group with restricted vocabularies of
     different sizes share the largest's shapes; the engine masks each run's logits beyond its own size, so the
