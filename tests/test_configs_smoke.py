@@ -51,7 +51,8 @@ def test_there_are_paper_and_cpu_configs():
               "fig5d", "fig6", "fig8", "fig9", "fig12", "fig13", "fig14", "fig15", "fig16", "fig17", "fig18",
               "fig19a", "fig19b", "fig20", "fig21", "fig22", "fig23"}
     assert wanted <= {stem(p) for p in PAPER}
-    assert (wanted - {"fig16"}) <= {stem(p) for p in CPU}  # Fig 16 needs Pythia's intermediate checkpoints
+    assert wanted <= {stem(p) for p in CPU}  # Fig 16: the revisions of the offline pretraining
+    assert {"fig5d_pretrained", "fig6b"} <= {stem(p) for p in CPU}
     assert {"fig7a", "fig7b_vit", "fig7b_vgg"} <= {stem(p) for p in PAPER}
     assert {"fig7a", "fig7b"} <= {stem(p) for p in CPU}
 
@@ -177,6 +178,7 @@ TINY = {"seed": 0, "T": 3, "C": 16, "M": 2, "E": 2, "model.hidden_size": 32, "mo
 EXTRA = {  # what a file's representative point needs on top of TINY
     "fig4b": {"data.block": 32, "data.min_tokens": 24, "variant.window_start": 8, "variant.window": 8},
     "fig5d": {"model.num_layers": 2, "optim.freeze_first": 1},
+    "fig5d_pretrained": {"optim.freeze_first": 1},  # of the 2 blocks of the tiny checkpoint below
     "fig12": {"order.shuffle_n": 3},
     "fig18": {"order.filler_min": 2, "order.filler_max": 3},
     "fig8": {"probes.epoch": 2},
@@ -224,11 +226,26 @@ def test_every_cpu_file_has_a_tiny_run():
     assert covered == {stem(p) for p in CPU}
 
 
+def tiny_checkpoint(root, revision: str) -> str:
+    """A stand-in for the offline pretraining's output (configs/pretrain/): a 2 x 32 GPT-NeoX of the NeoX
+    tokenizer's vocabulary, at the top of `root` (like the final revision) and as `root/revision`."""
+    import jax
+
+    mcfg = models.model_config({"arch": "gpt_neox", "preset": "pythia-70m", "hidden_size": 32, "num_layers": 2,
+                                "num_heads": 2, "intermediate_size": 64}, 50277)
+    params = models.init_params(mcfg, jax.random.PRNGKey(0))
+    for d in {str(root), os.path.join(str(root), revision or "main")}:
+        models.export_hf("gpt_neox", models.to_hf_config(mcfg), params, d)
+    return str(root)
+
+
 @pytest.mark.parametrize("key,names", GROUPS)
 def test_cpu_config_tiny_run(key, names, tmp_path):
     from recovery_jax import runner
     cfg = C.from_dict(json.loads(key))
     cfg.progress = False
+    if cfg.model.init == "pretrained":  # the configs name runs/pretrain/...: a tiny checkpoint stands in
+        cfg.model.hf_path = tiny_checkpoint(tmp_path / "pretrained", cfg.model.revision)
     summary = runner.run(cfg, str(tmp_path / "run"), log=lambda *a: None)
     assert os.path.exists(tmp_path / "run" / "summary.json")
     assert os.path.exists(tmp_path / "run" / "losses.npz")

@@ -231,3 +231,11 @@ def test_dry_run_prints_the_split(capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert out["sources"]["news"]["documents"] == 300 and out["revisions"] == [0, 6, 12]
     assert not os.path.exists(tmp_path / "w" / "step0")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "pretrain").glob("*.py")), ids=lambda p: p.name)
+def test_every_pretraining_config_loads(path):
+    cfg = P.load_config(str(path))
+    assert cfg.train.steps >= 1 and P.save_steps(cfg)[-1] == cfg.train.steps
+    doc = path.read_text().split('"""')[1]
+    assert f"--config configs/pretrain/{path.name}" in doc, "the docstring gives the command for this very file"
