@@ -13,13 +13,15 @@ import optax
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from recovery_jax import cli
 from recovery_jax.models import (
-    block_param_path, build_model, export_hf, get_by_path, init_params, load_hf, param_count, parse_config,
-    preset_config, trainable_mask,
+    block_param_path, build_model, export_hf, get_by_path, init_params, load_hf, load_pretrained, param_count,
+    parse_config, preset_config, trainable_mask,
 )
+from recovery_jax.models.hub import local_revisions
 
 from .test_models_common import (  # noqa: F401  (highest_precision is an autouse fixture)
-    highest_precision, jit_apply, tiny_gpt2, tiny_neox, torch, transformers,
+    highest_precision, jax_params, jit_apply, tiny_gpt2, tiny_neox, torch, transformers,
 )
 
 IDS = np.random.default_rng(0).integers(0, 257, (2, 40))
@@ -189,6 +191,38 @@ def test_hub_id_offline_error(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"'EleutherAI/pythia-14m'.*revision='step0'"):
         load_hf("EleutherAI/pythia-14m", revision="step0")
+
+
+def test_local_directory_at_a_revision(tmp_path):
+    """A local folder of revisions (the offline pretraining writes W/step0/, ..., W/final/, each an HF directory) is
+    read at a revision as a Hub repository is; an unknown revision is one error line listing the available ones."""
+    model, hf = tiny_neox(seed=1)
+    model.save_pretrained(tmp_path / "step5")
+    (tmp_path / "logs").mkdir()  # a subdirectory without config.json is no revision
+    mcfg, params = load_pretrained(str(tmp_path), revision="step5")
+    assert mcfg == parse_config("gpt_neox", hf)
+    same = jax.tree_util.tree_map(lambda a, b: bool(jnp.array_equal(a, b)), params, jax_params("gpt_neox", model, hf))
+    assert jax.tree_util.tree_all(same)
+    for bad in ("step6", "logs", "..", "step5/../step5"):
+        with pytest.raises(ValueError, match=r"revision .* is not in the local directory .*available revisions: step5$"):
+            load_pretrained(str(tmp_path), revision=bad)
+    try:
+        load_hf(str(tmp_path), revision="step6")
+    except ValueError as e:
+        line = cli.user_error_line(e)
+    assert line == (f"revision 'step6' is not in the local directory {tmp_path}: it has no subdirectory 'step6' "
+                    f"with a config.json; available revisions: step5")
+    with pytest.raises(ValueError, match=r"available revisions: none \(no subdirectory with a config\.json\)"):
+        load_hf(str(tmp_path / "step5"), revision="main")
+    assert load_hf(str(tmp_path / "step5"))[0] == "gpt_neox"  # no revision: the folder itself
+
+
+def test_local_revisions_in_natural_order(tmp_path):
+    for name in ("step100", "final", "step20", "step0", "notes"):
+        (tmp_path / name).mkdir()
+        if name != "notes":
+            (tmp_path / name / "config.json").write_text("{}")
+    assert local_revisions(tmp_path) == ["final", "step0", "step20", "step100"]
 
 
 # ------------------------------------------------------------------------------------------------ init / masks

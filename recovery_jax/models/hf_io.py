@@ -13,7 +13,6 @@ import json
 import os
 import re
 import struct
-import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -24,11 +23,9 @@ from flax import traverse_util
 from . import registry
 from .config import ModelConfig
 from .factory import param_shapes
+from .hub import read_hf_config, resolve_dir, weight_files, write_hf_dir
 from .registry import parse_config
 
-CONFIG_NAME = "config.json"
-SAFE_SINGLE, SAFE_INDEX = "model.safetensors", "model.safetensors.index.json"
-BIN_SINGLE, BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 
 
 # ----------------------------------------------------------------------------------------------- tensor sources
@@ -219,72 +216,17 @@ def detect_arch(hf_config: dict) -> str:
     return registry.detect(hf_config).name
 
 
-def weight_files(d: Path) -> tuple[str, list[Path]]:
-    """("safetensors" | "torch", files) in order of preference; FileNotFoundError if none."""
-    for kind, single, index in (("safetensors", SAFE_SINGLE, SAFE_INDEX), ("torch", BIN_SINGLE, BIN_INDEX)):
-        if (d / single).is_file():
-            return kind, [d / single]
-        if (d / index).is_file():
-            try:
-                weight_map = json.loads((d / index).read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"corrupt index file {d / index}: {e!r}") from None
-            files = [d / name for name in sorted(set(weight_map.values()))]
-            missing = [str(f) for f in files if not f.is_file()]
-            if missing:
-                raise FileNotFoundError(f"{d / index} lists shard(s) that do not exist: {missing}")
-            return kind, files
-    raise FileNotFoundError(
-        f"no weight file in {d}: expected {SAFE_SINGLE}, {SAFE_INDEX}, {BIN_SINGLE} or {BIN_INDEX}"
-    )
-
-
-def _looks_local(p: str) -> bool:
-    return p.startswith(("/", "./", "../", "~")) or os.path.exists(p) or p.count("/") > 1
-
-
-def _download(repo_id: str, revision: str | None) -> Path:
-    """snapshot_download config + weights; safetensors preferred, pytorch_model.bin only when there are none."""
-    try:
-        from huggingface_hub import snapshot_download
-
-        d = Path(snapshot_download(repo_id, revision=revision,
-                                   allow_patterns=[CONFIG_NAME, SAFE_INDEX, "model*.safetensors"]))
-        if not any(d.glob("*.safetensors")):
-            d = Path(snapshot_download(repo_id, revision=revision,
-                                       allow_patterns=[CONFIG_NAME, BIN_INDEX, "pytorch_model*.bin"]))
-    except Exception as e:  # offline, unknown repo/revision, auth ...
-        raise FileNotFoundError(
-            f"{repo_id!r} is not a local directory and downloading it from the Hugging Face Hub "
-            f"(revision={revision!r}) failed: {type(e).__name__}: {e}"
-        ) from e
-    return d
-
-
 def load_hf(path_or_id: str, *, revision: str | None = None, dtype: Any = jnp.float32,
             vocab_size: int | None = None) -> tuple[str, dict, dict]:
     """Load an HF causal LM of a registered architecture -> (arch, hf_config, params).
 
     `path_or_id`: a directory with config.json and model.safetensors / a sharded model.safetensors.index.json /
-    pytorch_model.bin, or a Hub id (downloaded at `revision`, e.g. "step0"). `vocab_size` keeps only the first
+    pytorch_model.bin, or a Hub id (downloaded at `revision`, e.g. "step0"); with a `revision`, a local directory
+    is read at its subdirectory of that name (W/step0/, ..., W/final/: hub.resolve_dir). `vocab_size` keeps only the first
     rows of the token embedding(s) (the authors resize Pythia to 50277) and is written into the returned config.
     """
-    p = str(path_or_id)
-    if os.path.isdir(os.path.expanduser(p)):
-        d = Path(os.path.expanduser(p))
-        if revision is not None:
-            warnings.warn(f"revision={revision!r} is ignored for the local directory {d}")
-    elif _looks_local(p):
-        raise FileNotFoundError(f"checkpoint directory {p!r} does not exist (or is not a directory)")
-    else:
-        d = _download(p, revision)
-    config_path = d / CONFIG_NAME
-    if not config_path.is_file():
-        raise FileNotFoundError(f"missing {CONFIG_NAME} in {d}")
-    try:
-        hf_config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"corrupt {config_path}: {e}") from None
+    d = resolve_dir(path_or_id, revision)
+    hf_config = read_hf_config(d)
     arch = detect_arch(hf_config)
     parse_config(arch, hf_config)  # unsupported settings fail before any tensor is read
     kind, files = weight_files(d)
@@ -325,17 +267,11 @@ def to_hf_state_dict(arch: str, hf_config: dict, params: dict) -> dict[str, np.n
 def export_hf(arch: str, hf_config: dict, params: dict, out_dir: str | os.PathLike) -> Path:
     """Write config.json + model.safetensors (fp32) loadable by transformers' AutoModelForCausalLM.
     hf_config: e.g. load_hf's, or to_hf_config(ModelConfig)."""
-    from safetensors.numpy import save_file
-
     state = to_hf_state_dict(arch, hf_config, params)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     a = registry.get(arch)
     config = dict(hf_config)
     config["architectures"] = [a.hf_class]
     config["model_type"] = a.hf_model_type
     config["torch_dtype"] = "float32"
     config.pop("dtype", None)
-    (out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    save_file(state, str(out / SAFE_SINGLE), metadata={"format": "pt"})
-    return out
+    return write_hf_dir(out_dir, config, state)
