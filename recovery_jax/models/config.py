@@ -21,13 +21,31 @@ DROPOUT_FIELDS = ("attn_pdrop", "resid_pdrop", "embd_pdrop")
 _MISSING = object()
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GPT2Settings:
+    """The GPT-2 settings, under HF GPT2Config's names and defaults, that gpt2.GPT2Attention and the blocks read:
+    declared once for the two configs that have them, ModelConfig (GPT-2, GPT-NeoX) and imagegpt.ImageGPTConfig.
+    Keyword arguments."""
+
+    # dropout rates (GPT-2: attn_pdrop / resid_pdrop / embd_pdrop; NeoX: attention_dropout / hidden_dropout)
+    attn_pdrop: float = 0.1
+    resid_pdrop: float = 0.1
+    embd_pdrop: float = 0.1
+    # GPT-2 attention scaling
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    initializer_range: float = 0.02
+    # Not from the HF config: query block of the causal attention (layers.causal_attention); 0: full matrix.
+    attn_block: int = 0
+
+
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(GPT2Settings):
     """Hyper-parameters of one model; `arch` names its architecture in models.registry.
 
-    Fields an architecture does not have keep their defaults (e.g. rotary_pct=0 for GPT-2). Checked on
-    construction and on every dataclasses.replace, so a changed width cannot leave the heads or the rotary
-    dims inconsistent.
+    Fields an architecture does not have keep their defaults (e.g. rotary_pct=0 for GPT-2); the GPT2Settings
+    fields are keyword arguments. Checked on construction and on every dataclasses.replace, so a changed width
+    cannot leave the heads or the rotary dims inconsistent.
     """
 
     arch: str
@@ -44,16 +62,6 @@ class ModelConfig:
     rotary_base: float = 10000.0
     parallel_residual: bool = True
     attention_bias: bool = True
-    # dropout rates (GPT-2: attn_pdrop / resid_pdrop / embd_pdrop; NeoX: attention_dropout / hidden_dropout)
-    attn_pdrop: float = 0.0
-    resid_pdrop: float = 0.0
-    embd_pdrop: float = 0.0
-    # GPT-2 attention scaling
-    scale_attn_weights: bool = True
-    scale_attn_by_inverse_layer_idx: bool = False
-    initializer_range: float = 0.02
-    # Not from the HF config: query block of the causal attention (layers.causal_attention); 0: full matrix.
-    attn_block: int = 0
 
     def __post_init__(self) -> None:
         check_fields(vars(self))

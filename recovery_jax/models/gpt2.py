@@ -9,16 +9,18 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from .config import ACTIVATIONS, ModelConfig, bad_value, check_bool, check_choice, hf_get
-from .layers import F32, MLP, Dtype, Embed, LayerNorm, apply_dropout, causal_attention, dense, maybe_dropout
+from .layers import (
+    MLP, Embed, LayerNorm, Model, Sublayer, apply_dropout, causal_attention, check_length, dense, maybe_dropout,
+)
 from .registry import Architecture, HFParam
 
 FF_MULTIPLE = 4  # n_inner=None: the FF width is 4 x n_embd
 
 
-class GPT2Attention(nn.Module):
-    cfg: ModelConfig
-    dtype: Dtype
-    deterministic: bool
+class GPT2Attention(Sublayer):
+    """Fused c_attn -> causal attention -> c_proj -> residual dropout. Reads cfg.head_dim, the two scaling flags,
+    attn_pdrop, resid_pdrop and attn_block, which Image GPT's config spells the same: imagegpt.py uses it too."""
+
     layer_idx: int
 
     @nn.compact
@@ -27,7 +29,7 @@ class GPT2Attention(nn.Module):
         b, seq, d = x.shape
         qkv = dense(3 * d, "c_attn", self.dtype)(x)
         # The fused output axis is ({q,k,v}, head, head_dim): split in three first, then into heads.
-        q, k, v = (t.reshape(b, seq, cfg.num_heads, cfg.head_dim) for t in jnp.split(qkv, 3, axis=-1))
+        q, k, v = (t.reshape(b, seq, d // cfg.head_dim, cfg.head_dim) for t in jnp.split(qkv, 3, axis=-1))
         scale = cfg.head_dim**-0.5 if cfg.scale_attn_weights else 1.0
         if cfg.scale_attn_by_inverse_layer_idx:
             scale /= float(self.layer_idx + 1)
@@ -36,43 +38,39 @@ class GPT2Attention(nn.Module):
         return apply_dropout(out, cfg.resid_pdrop, self.deterministic)
 
 
-class GPT2Block(nn.Module):
-    cfg: ModelConfig
-    dtype: Dtype
-    deterministic: bool
+class GPT2Block(Sublayer):
+    """Pre-LN: x + attn(ln_1(x)), then + the feed-forward of ln_2(x) (the MLP and its residual dropout). Image GPT's
+    block is this one with another norm and feed-forward (imagegpt.ImageGPTBlock overrides the two methods)."""
+
     layer_idx: int
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        cfg, det = self.cfg, self.deterministic
-        a = LayerNorm(cfg.ln_eps, self.dtype, name="ln_1")(x)
-        x = GPT2Attention(cfg, self.dtype, det, self.layer_idx, name="attn")(a) + x
-        m = MLP(cfg.hidden_size, cfg.intermediate_size, cfg.act, "c_fc", "c_proj", self.dtype, name="mlp")(
-            LayerNorm(cfg.ln_eps, self.dtype, name="ln_2")(x)
-        )
-        return x + apply_dropout(m, cfg.resid_pdrop, det)
+        a = self.norm("ln_1")(x)
+        x = GPT2Attention(self.cfg, self.dtype, self.deterministic, self.layer_idx, name="attn")(a) + x
+        return x + self.feed_forward(self.norm("ln_2")(x))
+
+    def norm(self, name: str) -> nn.Module:
+        return LayerNorm(self.cfg.ln_eps, self.dtype, name=name)
+
+    def feed_forward(self, h: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        m = MLP(cfg.hidden_size, cfg.intermediate_size, cfg.act, "c_fc", "c_proj", self.dtype, name="mlp")(h)
+        return apply_dropout(m, cfg.resid_pdrop, self.deterministic)
 
 
-class GPT2LM(nn.Module):
+class GPT2LM(Model):
     """input_ids [B, L] -> fp32 logits [B, L, V]; the LM head is wte^T (tied, one shared matrix)."""
-
-    cfg: ModelConfig
-    dtype: Dtype = F32
-    remat: bool = False
 
     @nn.compact
     def __call__(self, input_ids: jax.Array, deterministic: bool = True, return_hidden: bool = False):
         cfg = self.cfg
-        seq = input_ids.shape[1]
-        if seq > cfg.max_positions:
-            raise ValueError(f"sequence length {seq} exceeds n_positions {cfg.max_positions}")
+        seq = check_length(input_ids.shape[1], cfg.max_positions, "n_positions")
         wte = Embed(cfg.vocab_size, cfg.hidden_size, self.dtype, name="wte")
         wpe = Embed(cfg.max_positions, cfg.hidden_size, self.dtype, name="wpe")
-        x = wte(input_ids) + wpe(jnp.arange(seq))[None]
-        x = apply_dropout(x, cfg.embd_pdrop, deterministic)
-        block = nn.remat(GPT2Block) if self.remat else GPT2Block
-        for i in range(cfg.num_layers):
-            x = block(cfg, self.dtype, deterministic, i, name=f"h_{i}")(x)
+        x = apply_dropout(wte(input_ids) + wpe(jnp.arange(seq))[None], cfg.embd_pdrop, deterministic)
+        for block in self.blocks(GPT2Block, cfg.num_layers, "h_", deterministic, numbered=True):
+            x = block(x)
         h = LayerNorm(cfg.ln_eps, self.dtype, name="ln_f")(x)
         logits = wte.attend(h)
         return (logits, h) if return_hidden else logits
@@ -115,8 +113,6 @@ def to_hf(cfg: ModelConfig) -> dict:
     """ModelConfig -> GPT2Config dict; n_inner=None when the FF width is the default 4 x n_embd, as the Hub files."""
     n_inner = None if cfg.intermediate_size == FF_MULTIPLE * cfg.hidden_size else cfg.intermediate_size
     return {
-        "architectures": [ARCH.hf_class],
-        "model_type": ARCH.hf_model_type,
         "vocab_size": cfg.vocab_size,
         "n_embd": cfg.hidden_size,
         "n_layer": cfg.num_layers,
@@ -152,18 +148,24 @@ def hf_params(cfg: ModelConfig) -> list[HFParam]:
         e("ln_f.weight", ("ln_f", "scale"), (d,)),
         e("ln_f.bias", ("ln_f", "bias"), (d,)),
     ]
-    # Conv1D weights are stored [in, out], the Flax kernel layout: copied without transposing.
+    return table + [e(key, path, shape) for key, path, shape in block_tensors(cfg.num_layers, d, f)]
+
+
+def block_tensors(num_layers: int, d: int, f: int, ln_bias: bool = True):
+    """(checkpoint key without the "transformer." prefix, param path, shape) of every block tensor of the GPT-2
+    layout, which Image GPT's checkpoints share (their LayerNorms have no bias: ln_bias=False). Conv1D weights
+    are stored [in, out], the Flax kernel layout: copied without transposing."""
     convs = [("attn.c_attn", d, 3 * d), ("attn.c_proj", d, d), ("mlp.c_fc", d, f), ("mlp.c_proj", f, d)]
-    for i in range(cfg.num_layers):
+    for i in range(num_layers):
         src, dst = f"h.{i}.", (f"h_{i}",)
         for ln in ("ln_1", "ln_2"):
-            table.append(e(src + ln + ".weight", dst + (ln, "scale"), (d,)))
-            table.append(e(src + ln + ".bias", dst + (ln, "bias"), (d,)))
+            yield src + ln + ".weight", dst + (ln, "scale"), (d,)
+            if ln_bias:
+                yield src + ln + ".bias", dst + (ln, "bias"), (d,)
         for name, n_in, n_out in convs:
             sub = dst + tuple(name.split("."))
-            table.append(e(src + name + ".weight", sub + ("kernel",), (n_in, n_out)))
-            table.append(e(src + name + ".bias", sub + ("bias",), (n_out,)))
-    return table
+            yield src + name + ".weight", sub + ("kernel",), (n_in, n_out)
+            yield src + name + ".bias", sub + ("bias",), (n_out,)
 
 
 # ------------------------------------------------------------------------------------------- presets

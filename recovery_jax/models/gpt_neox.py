@@ -9,17 +9,13 @@ import flax.linen as nn
 
 from .config import ACTIVATIONS, ModelConfig, bad_value, check_bool, check_choice, hf_get
 from .layers import (
-    F32, MLP, Dtype, Embed, LayerNorm, Unembed, apply_dropout, apply_rotary, causal_attention, dense,
-    maybe_dropout, rotary_cos_sin,
+    MLP, Embed, LayerNorm, Model, Sublayer, Unembed, apply_dropout, apply_rotary, causal_attention, check_length,
+    dense, maybe_dropout, rotary_cos_sin,
 )
 from .registry import Architecture, HFParam
 
 
-class NeoXAttention(nn.Module):
-    cfg: ModelConfig
-    dtype: Dtype
-    deterministic: bool
-
+class NeoXAttention(Sublayer):
     @nn.compact
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
         cfg = self.cfg
@@ -34,12 +30,8 @@ class NeoXAttention(nn.Module):
         return dense(d, "dense", self.dtype, cfg.attention_bias)(out.reshape(b, seq, d))
 
 
-class NeoXBlock(nn.Module):
+class NeoXBlock(Sublayer):
     """Parallel residual: x + attn(ln1(x)) + mlp(ln2(x)); sequential: h = x + attn(ln1(x)); h + mlp(ln2(h))."""
-
-    cfg: ModelConfig
-    dtype: Dtype
-    deterministic: bool
 
     @nn.compact
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
@@ -58,25 +50,18 @@ class NeoXBlock(nn.Module):
         return apply_dropout(mlp(ln2(h)), cfg.resid_pdrop, det) + h
 
 
-class GPTNeoXLM(nn.Module):
+class GPTNeoXLM(Model):
     """input_ids [B, L] -> fp32 logits [B, L, V] (and the final-LayerNorm output if return_hidden)."""
-
-    cfg: ModelConfig
-    dtype: Dtype = F32
-    remat: bool = False
 
     @nn.compact
     def __call__(self, input_ids: jax.Array, deterministic: bool = True, return_hidden: bool = False):
         cfg = self.cfg
-        seq = input_ids.shape[1]
-        if seq > cfg.max_positions:
-            raise ValueError(f"sequence length {seq} exceeds max_position_embeddings {cfg.max_positions}")
+        seq = check_length(input_ids.shape[1], cfg.max_positions, "max_position_embeddings")
         x = Embed(cfg.vocab_size, cfg.hidden_size, self.dtype, name="embed_in")(input_ids)
         x = apply_dropout(x, cfg.embd_pdrop, deterministic)
         cos, sin = rotary_cos_sin(seq, cfg.rotary_ndims, cfg.rotary_base)
-        block = nn.remat(NeoXBlock) if self.remat else NeoXBlock
-        for i in range(cfg.num_layers):
-            x = block(cfg, self.dtype, deterministic, name=f"layers_{i}")(x, cos, sin)
+        for block in self.blocks(NeoXBlock, cfg.num_layers, "layers_", deterministic):
+            x = block(x, cos, sin)
         h = LayerNorm(cfg.ln_eps, self.dtype, name="final_layer_norm")(x)
         logits = Unembed(cfg.vocab_size, self.dtype, name="embed_out")(h)
         return (logits, h) if return_hidden else logits
@@ -133,8 +118,6 @@ def to_hf(cfg: ModelConfig) -> dict:
         raise ValueError(f"GPT-NeoX has one hidden_dropout: embd_pdrop={cfg.embd_pdrop} and "
                          f"resid_pdrop={cfg.resid_pdrop} must be equal")
     return {
-        "architectures": [ARCH.hf_class],
-        "model_type": ARCH.hf_model_type,
         "vocab_size": cfg.vocab_size,
         "hidden_size": cfg.hidden_size,
         "num_hidden_layers": cfg.num_layers,

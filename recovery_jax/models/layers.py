@@ -1,4 +1,6 @@
-"""Building blocks shared by the architectures (GPT-NeoX, GPT-2, ...).
+"""Building blocks shared by the architectures (GPT-NeoX, GPT-2, Image GPT, ViT, ...): the fields every model
+and block module declares, the trunk helpers (sequence-length check, the stack of blocks), norms, dense layers,
+embeddings, attention, MLP, dropout.
 
 Numerics policy: parameters are float32; matmuls run in the compute `dtype`; LayerNorm statistics, rotary
 angles, attention logits/softmax and the unembedding accumulate in float32 (what HF does in fp32 and what keeps
@@ -31,7 +33,43 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
         return lambda x: jax.nn.gelu(x, approximate=True)
     if name == "relu":
         return jax.nn.relu
+    if name == "quick_gelu":  # x * sigmoid(1.702 x) (Image GPT's default)
+        return lambda x: x * jax.nn.sigmoid(1.702 * x)
     raise ValueError(f"unsupported activation {name!r}")
+
+
+class Model(nn.Module):
+    """The fields of every top-level model: its config, the compute dtype (params stay fp32), and `remat`: each
+    block's activations are recomputed in the backward pass instead of stored (nn.remat)."""
+
+    cfg: Any
+    dtype: Dtype = F32
+    remat: bool = False
+
+    def blocks(self, block: type[nn.Module], count: int, prefix: str, deterministic: bool,
+               numbered: bool = False) -> list[nn.Module]:
+        """The `count` blocks params[f"{prefix}{i}"], each block(cfg, dtype, deterministic) (and its index i when
+        `numbered`, for blocks that scale by their depth), rematerialised when self.remat."""
+        cls = nn.remat(block) if self.remat else block
+        return [cls(self.cfg, self.dtype, deterministic, *((i,) if numbered else ()), name=f"{prefix}{i}")
+                for i in range(count)]
+
+
+class Sublayer(nn.Module):
+    """The fields of every block and of its parts: the model's config, the compute dtype, and `deterministic`
+    (True: dropout off; False draws from the "dropout" rng)."""
+
+    cfg: Any
+    dtype: Dtype
+    deterministic: bool
+
+
+def check_length(seq: int, limit: int, what: str) -> int:
+    """seq, or a ValueError when a sequence of `seq` tokens is longer than the model's `limit` positions (`what`
+    names that config field)."""
+    if seq > limit:
+        raise ValueError(f"sequence length {seq} exceeds {what} {limit}")
+    return seq
 
 
 class LayerNorm(nn.Module):
@@ -140,11 +178,18 @@ def causal_attention(
     return jnp.concatenate(outs, axis=1)
 
 
-def _attend(q, k, v, scale, probs_dropout, q_start: int) -> jax.Array:
-    """Queries at positions q_start.. attend to keys at 0..k_len-1 with the causal mask."""
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float,
+              probs_dropout: Callable[[jax.Array], jax.Array] | None = None) -> jax.Array:
+    """Bidirectional (unmasked) softmax attention on [B, L, H, d] tensors (ViT); logits and softmax in fp32."""
+    return _attend(q, k, v, scale, probs_dropout, None)
+
+
+def _attend(q, k, v, scale, probs_dropout, q_start: int | None) -> jax.Array:
+    """Queries at positions q_start.. attend to keys at 0..k_len-1 with the causal mask (none if q_start is None)."""
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=F32) * scale
-    causal = (q_start + jnp.arange(q.shape[1]))[:, None] >= jnp.arange(k.shape[1])[None, :]
-    logits = jnp.where(causal[None, None], logits, jnp.finfo(F32).min)
+    if q_start is not None:
+        causal = (q_start + jnp.arange(q.shape[1]))[:, None] >= jnp.arange(k.shape[1])[None, :]
+        logits = jnp.where(causal[None, None], logits, jnp.finfo(F32).min)
     probs = jax.nn.softmax(logits, axis=-1)
     if probs_dropout is not None:
         probs = probs_dropout(probs)
@@ -152,7 +197,9 @@ def _attend(q, k, v, scale, probs_dropout, q_start: int) -> jax.Array:
 
 
 class MLP(nn.Module):
-    """in-projection -> activation (evaluated in fp32) -> out-projection; submodule names follow the HF checkpoint."""
+    """in-projection -> activation (evaluated in fp32) -> out-projection; submodule names follow the HF checkpoint.
+    `dropout` > 0 with deterministic=False: dropout on the output, drawn inside this module (Image GPT's layout;
+    the other models apply their residual dropout in the block)."""
 
     hidden_size: int
     intermediate_size: int
@@ -160,12 +207,15 @@ class MLP(nn.Module):
     in_name: str
     out_name: str
     dtype: Dtype = F32
+    dropout: float = 0.0
+    deterministic: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h = dense(self.intermediate_size, self.in_name, self.dtype)(x)
         h = activation(self.act)(h.astype(F32)).astype(self.dtype)
-        return dense(self.hidden_size, self.out_name, self.dtype)(h)
+        h = dense(self.hidden_size, self.out_name, self.dtype)(h)
+        return apply_dropout(h, self.dropout, self.deterministic)
 
 
 def maybe_dropout(rate: float, deterministic: bool) -> Callable[[jax.Array], jax.Array] | None:

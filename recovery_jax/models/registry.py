@@ -35,7 +35,8 @@ class Architecture:
     presets: Mapping[str, dict]  # preset name -> HF config.json dict
     # Hugging Face side
     parse_hf: Callable[[dict], ModelConfig]  # config.json dict -> ModelConfig (raises on what we do not implement)
-    to_hf: Callable[[ModelConfig], dict]  # the inverse: parse_hf(to_hf(cfg)) == cfg (attn_block aside)
+    to_hf: Callable[[ModelConfig], dict]  # the inverse: parse_hf(to_hf(cfg)) == cfg (attn_block aside); to_hf_config
+    # puts "architectures" and "model_type" first
     hf_model_type: str  # config.json "model_type"
     hf_class: str  # config.json "architectures" entry
     hf_params: Callable[[ModelConfig], list[HFParam]]  # the checkpoint <-> params table
@@ -107,8 +108,10 @@ def parse_config(arch: str, hf_config: dict) -> ModelConfig:
 
 
 def to_hf_config(cfg: ModelConfig) -> dict:
-    """The HF config.json dict of a ModelConfig (what model.json records and export_hf writes)."""
-    return get(cfg).to_hf(cfg)
+    """The HF config.json dict of a ModelConfig (what model.json records and export_hf writes): "architectures"
+    and "model_type" from the registry entry, then the architecture's fields."""
+    a = get(cfg)
+    return {"architectures": [a.hf_class], "model_type": a.hf_model_type, **a.to_hf(cfg)}
 
 
 def preset_config(name: str, **overrides: Any) -> tuple[str, dict]:
