@@ -163,6 +163,10 @@ def test_save_load_export_round_trips(tmp_path):
     cfg2, params2 = ig.load(tmp_path / "out")
     assert cfg2 == cfg and trees_equal(params, params2)  # bit-identical
     assert ig.parse_config(ig.to_hf_config(cfg)) == cfg
+    ig.export(params, cfg, tmp_path / "revisions" / "step7")  # a local folder of revisions, as the LMs read one
+    assert trees_equal(ig.load(tmp_path / "revisions", revision="step7")[1], params)
+    with pytest.raises(ValueError, match="revision 'step8' .*available revisions: step7$"):
+        ig.load(tmp_path / "revisions", revision="step8")
 
 
 def test_old_checkpoint_spellings_and_pytorch_bin(tmp_path):

@@ -35,8 +35,6 @@ Pitfalls handled:
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import math
 import os
 import re
@@ -47,12 +45,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .registry import Architecture
 from .layers import F32, Dtype, apply_dropout
+from .hub import CONFIG_NAME, read_hf_config, resolve_dir, write_hf_dir
 from .vision_common import (
-    CONFIG_NAME, SAFE_SINGLE, TORCH_SUFFIXES, Entry, check_table, conv_to_kernel, convert, cross_entropy,
-    init_from_spec, kernel_to_conv, linear, param_paths, read_hf_config, read_state_dict, resolve_dir,
-    run_hf_config, to_state,
+    TORCH_SUFFIXES, Entry, Port, check_config_dict, check_positive, check_rates, conv_to_kernel, convert,
+    cross_entropy, kernel_to_conv, linear, param_paths, read_state_dict,
 )
 
 VGG19_STAGES = ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
@@ -78,12 +75,8 @@ class VGGConfig:
         if not ok:
             raise ValueError(f"unsupported config value stages={self.stages!r}; valid: a non-empty tuple of "
                              "non-empty tuples of positive channel counts")
-        for name in ("hidden", "num_classes", "in_channels", "pool_hw"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"unsupported config value {name}={v!r}; valid: a positive integer")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"unsupported config value dropout={self.dropout!r}; valid: a rate in [0, 1)")
+        check_positive(self, ("hidden", "num_classes", "in_channels", "pool_hw"))
+        check_rates(self, ("dropout",))
 
     @property
     def arch(self) -> str:
@@ -123,10 +116,7 @@ class VGGConfig:
 
 def parse_config(d: Mapping) -> VGGConfig:
     """The dict written by VGGConfig.to_dict (config.json of an exported directory) -> VGGConfig."""
-    if not isinstance(d, Mapping):
-        raise TypeError(f"VGG config must be a dict, got {type(d).__name__}")
-    if d.get("model_type", MODEL_TYPE) != MODEL_TYPE:
-        raise ValueError(f"not a VGG config: model_type={d.get('model_type')!r}")
+    check_config_dict(d, MODEL_TYPE, "a VGG")
     known = {f.name for f in dataclasses.fields(VGGConfig)} | {"model_type", "architectures"}
     unknown = sorted(set(d) - known)
     if unknown:
@@ -224,23 +214,15 @@ def param_shapes(cfg: VGGConfig) -> dict:
     return jax.eval_shape(lambda: VGG(cfg).init(jax.random.PRNGKey(0), x))["params"]
 
 
-def init_params(cfg: VGGConfig, rng: jax.Array) -> dict:
+def init_spec(cfg: VGGConfig, path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[str, float]:
     """torchvision init: conv weights kaiming normal (fan_out, ReLU gain: std sqrt(2 / (out*3*3))), Linear
     weights N(0, 0.01), all biases 0."""
-    return _init_params(cfg, rng)
-
-
-@functools.partial(jax.jit, static_argnums=0)  # one compilation per config
-def _init_params(cfg: VGGConfig, rng: jax.Array) -> dict:
-    def spec(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[str, float]:
-        if path[-1] == "bias":
-            return "zeros", 0.0
-        if path[0].startswith("features_"):
-            kh, kw, _, n_out = shape
-            return "normal", math.sqrt(2.0 / (n_out * kh * kw))
-        return "normal", 0.01
-
-    return init_from_spec(rng, param_paths(param_shapes(cfg)), spec)
+    if path[-1] == "bias":
+        return "zeros", 0.0
+    if path[0].startswith("features_"):
+        kh, kw, _, n_out = shape
+        return "normal", math.sqrt(2.0 / (n_out * kh * kw))
+    return "normal", 0.01
 
 
 def _features_table(cfg: VGGConfig) -> list[Entry]:
@@ -329,13 +311,6 @@ def from_state_dict(cfg: VGGConfig, state_dict: Mapping, dtype: Any = jnp.float3
     return convert(table, state_dict, param_paths(param_shapes(cfg)), "VGG", (), dtype)
 
 
-def to_state_dict(params: dict, cfg: VGGConfig) -> dict:
-    """params -> torchvision-named fp32 numpy state dict (load with torchvision's model.load_state_dict after
-    torch.from_numpy on each value)."""
-    check_table(key_table(cfg), param_paths(param_shapes(cfg)))
-    return to_state(key_table(cfg), params, "VGG")
-
-
 def load(path: str | os.PathLike, cfg: VGGConfig | None = None, *, dtype: Any = jnp.float32,
          dropout: float = 0.5) -> tuple[VGGConfig, dict]:
     """A .pth / .pt / .safetensors file (torchvision or timm names) or a directory written by `export` ->
@@ -344,7 +319,7 @@ def load(path: str | os.PathLike, cfg: VGGConfig | None = None, *, dtype: Any = 
     state = read_state_dict(p)
     if cfg is None:
         if p.is_dir() and (p / CONFIG_NAME).is_file():
-            cfg = parse_config(json.loads((p / CONFIG_NAME).read_text()))
+            cfg = parse_config(read_hf_config(p))
         else:
             cfg = infer_config(state, dropout=dropout)
     return cfg, from_state_dict(cfg, state, dtype)
@@ -362,16 +337,13 @@ def export(params: dict, cfg: VGGConfig, path: str | os.PathLike) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         torch.save({k: torch.tensor(v) for k, v in state.items()}, out)
         return out
-    from safetensors.numpy import save_file
-
     if out.suffix == ".safetensors":
+        from safetensors.numpy import save_file
+
         out.parent.mkdir(parents=True, exist_ok=True)
         save_file(state, str(out), metadata={"format": "pt"})
         return out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    save_file(state, str(out / SAFE_SINGLE), metadata={"format": "pt"})
-    return out
+    return write_hf_dir(out, cfg.to_dict(), state)
 
 
 
@@ -388,19 +360,7 @@ SHAPE_KEYS = {"hidden_size": "hidden"}
 def from_run(model: dict, num_classes: int | None = None, image_size: int = 0) -> VGGConfig:
     """The run config's model section -> VGGConfig: the preset, model.hidden_size as the classifier width,
     `num_classes` when the run's data sets it, dropout 0 with model.dropout="off" (any image size >= min_size)."""
-    hf = run_hf_config(model, PRESETS, SHAPE_KEYS, NAME)
-    if num_classes is not None:
-        hf["num_classes"] = int(num_classes)
-    cfg = parse_config(hf)
-    return without_dropout(cfg) if model.get("dropout", "off") == "off" else cfg
-
-
-def without_dropout(cfg: VGGConfig) -> VGGConfig:
-    return dataclasses.replace(cfg, dropout=0.0)
-
-
-def uses_dropout(cfg: VGGConfig) -> bool:
-    return cfg.dropout > 0.0
+    return PORT.run_config(model, num_classes=num_classes)
 
 
 def image_spec(cfg: VGGConfig) -> dict:
@@ -409,33 +369,29 @@ def image_spec(cfg: VGGConfig) -> dict:
 
 
 def load_run(path_or_id: str, revision: str | None = None) -> tuple[VGGConfig, dict]:
-    """A local file / directory (see load) or a Hub id such as timm/vgg19.tv_in1k (torchvision's VGG-19 weights
-    under timm's names; its config.json is timm's, so the shapes come from the tensors)."""
-    p = Path(os.path.expanduser(str(path_or_id)))
-    if p.exists():
-        return load(p)
-    d = resolve_dir(str(path_or_id), revision)
+    """A local file (see load), a local directory (at its subdirectory `revision` when given) or a Hub id such as
+    timm/vgg19.tv_in1k (torchvision's VGG-19 weights under timm's names; its config.json is timm's, so the shapes
+    come from the tensors)."""
+    if Path(os.path.expanduser(str(path_or_id))).is_file():
+        return load(path_or_id)
+    d = resolve_dir(path_or_id, revision)
     state = read_state_dict(d)
     hf = read_hf_config(d) if (d / CONFIG_NAME).is_file() else {}
     cfg = parse_config(hf) if hf.get("model_type") == MODEL_TYPE else infer_config(state)
     return cfg, from_state_dict(cfg, state)
 
 
-def _to_hf(cfg: VGGConfig) -> dict:
-    return cfg.to_dict()
-
-
 def _build(cfg: VGGConfig, dtype: Any = jnp.float32, remat: bool = False, attn_block: int = 0) -> VGG:
     return VGG(cfg, dtype=dtype)
 
 
-def _no_hf_table(cfg: VGGConfig):
-    raise ValueError("VGG checkpoints are read by recovery_jax.models.vgg.load, not the causal-LM table")
-
-
-ARCH = Architecture(
-    name=NAME, module=VGG, presets=PRESETS, parse_hf=parse_config, to_hf=_to_hf,
-    hf_model_type=MODEL_TYPE, hf_class=ARCHITECTURE, hf_params=_no_hf_table, task="classify", data="images",
-    from_run=from_run, init=init_params, load=load_run, build=_build, dropout=uses_dropout,
-    no_dropout=without_dropout, image_spec=image_spec,
-)
+PORT = Port(name=NAME, what="VGG", hf_model_type=MODEL_TYPE, hf_class=ARCHITECTURE, parse_config=parse_config,
+            to_hf_config=VGGConfig.to_dict, presets=PRESETS, shape_keys=SHAPE_KEYS, param_shapes=param_shapes,
+            key_table=key_table, init_spec=init_spec, dropout_fields=("dropout",))
+# Port's init, torchvision-named export table and run plumbing; VGG's own load / export read and write files.
+# to_state_dict(params, cfg): torchvision-named fp32 numpy state dict (load with torchvision's
+# model.load_state_dict after torch.from_numpy on each value).
+init_params, to_state_dict = PORT.init_params, PORT.to_state_dict
+without_dropout, uses_dropout = PORT.without_dropout, PORT.uses_dropout
+ARCH = PORT.registry_entry(module=VGG, task="classify", from_run=from_run, load=load_run, build=_build,
+                           image_spec=image_spec)

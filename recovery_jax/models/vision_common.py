@@ -8,13 +8,14 @@ every tensor in the file is either used or matches an explicit ignore pattern (b
 says what it does (torch Linear [out, in] -> kernel [in, out]; torch Conv2d [O, I, kh, kw] -> Flax [kh, kw, I, O]).
 
 Files: `read_state_dict` reads a .safetensors file, a torch pickle (.pth / .pt / .bin; needs torch) or an HF
-directory (model.safetensors, pytorch_model.bin, or their sharded *.index.json) into numpy arrays;
-`write_hf_dir` writes config.json + model.safetensors (fp32).
+directory (model.safetensors, pytorch_model.bin, or their sharded *.index.json) into numpy arrays; where a
+directory is, and writing one, is hub.py's (shared with the language models' loader).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -27,11 +28,68 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from .hub import read_hf_config, resolve_dir, weight_files, write_hf_dir
+
 Array = np.ndarray
-CONFIG_NAME = "config.json"
-SAFE_SINGLE, SAFE_INDEX = "model.safetensors", "model.safetensors.index.json"
-BIN_SINGLE, BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
+
+
+# ------------------------------------------------------------------------------------------------ configs
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TransformerShape:
+    """Width, depth, heads and MLP width of a transformer port's config (imagegpt.ImageGPTConfig, vit.ViTConfig):
+    keyword arguments without defaults (each port's parse_config holds its Hugging Face defaults), the head size,
+    and their checks."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_ff: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def check_shape(self) -> None:
+        check_positive(self, ("d_model", "n_layers", "n_heads", "d_ff"))
+        if self.d_model % self.n_heads:
+            raise ValueError(f"hidden size {self.d_model} is not divisible by the number of heads {self.n_heads}")
+
+
+def check_config_dict(hf: Any, model_type: str, what: str) -> None:
+    """The start of a port's parse_config: `hf` is a config.json dict whose model_type, where it has one, is the
+    port's (`what`: the model's name with its article, "an Image GPT")."""
+    if not isinstance(hf, Mapping):
+        raise TypeError(f"{what} config must be a dict, got {type(hf).__name__}")
+    mt = hf.get("model_type", model_type)
+    if mt != model_type:
+        raise ValueError(f"not {what} config: model_type={mt!r} (expected {model_type!r})")
+
+
+def check_positive(cfg: Any, names: Iterable[str]) -> None:
+    """A port config's checks: each field in `names` a positive integer ..."""
+    for name in names:
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or v <= 0:
+            raise ValueError(f"unsupported config value {name}={v!r}; valid: a positive integer")
+
+
+def check_act_and_eps(cfg: Any, activations: Iterable[str], act_key: str, eps_key: str) -> None:
+    """... cfg.act one of `activations` and cfg.ln_eps > 0 (the messages name config.json's keys for them) ..."""
+    if cfg.act not in activations:
+        raise ValueError(f"unsupported config value {act_key}={cfg.act!r}; valid: {list(activations)}")
+    if cfg.ln_eps <= 0:
+        raise ValueError(f"unsupported config value {eps_key}={cfg.ln_eps!r}; valid: > 0")
+
+
+def check_rates(cfg: Any, names: Iterable[str]) -> None:
+    """... and each field in `names` a dropout rate in [0, 1)."""
+    for name in names:
+        v = getattr(cfg, name)
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"unsupported config value {name}={v!r}; valid: a rate in [0, 1)")
 
 
 # --------------------------------------------------------------------------------------------- layout transforms
@@ -143,19 +201,11 @@ def _read_files(files: Iterable[Path]) -> dict[str, Array]:
     return state
 
 
-def weight_files(d: Path) -> list[Path]:
-    """The weight file(s) of an HF-style directory, safetensors preferred; FileNotFoundError if none (the same
-    lookup as the language models' loader)."""
-    from .hf_io import weight_files as hf_weight_files  # hf_io imports the registry, which imports this module
-
-    return hf_weight_files(d)[1]
-
-
 def read_state_dict(path: str | os.PathLike) -> dict[str, Array]:
     """A .safetensors file, a torch pickle (.pth/.pt/.bin) or an HF directory -> {name: numpy array}."""
     p = Path(os.path.expanduser(str(path)))
     if p.is_dir():
-        return _read_files(weight_files(p))
+        return _read_files(weight_files(p)[1])
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if p.suffix == ".safetensors":
@@ -164,54 +214,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Array]:
         return _read_torch(p)
     raise ValueError(f"unknown checkpoint file type {p.name!r}: expected .safetensors, {', '.join(TORCH_SUFFIXES)} "
                      "or a directory")
-
-
-def read_hf_config(d: Path) -> dict:
-    path = d / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"missing {CONFIG_NAME} in {d}")
-    try:
-        cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"corrupt {path}: {e}") from None
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path} does not hold a JSON object")
-    return cfg
-
-
-def resolve_dir(path_or_id: str, revision: str | None = None) -> Path:
-    """A local directory as is; otherwise a Hub id, downloaded (config + weights; safetensors preferred)."""
-    p = os.path.expanduser(str(path_or_id))
-    if os.path.isdir(p):
-        if revision is not None:
-            raise ValueError(f"revision={revision!r} given for the local directory {p}")
-        return Path(p)
-    if p.startswith(("/", "./", "../")) or os.path.exists(p) or p.count("/") != 1:
-        raise FileNotFoundError(f"checkpoint directory {str(path_or_id)!r} does not exist (or is not a directory)")
-    try:
-        from huggingface_hub import snapshot_download
-
-        d = Path(snapshot_download(p, revision=revision,
-                                   allow_patterns=[CONFIG_NAME, SAFE_INDEX, "model*.safetensors"]))
-        if not any(d.glob("*.safetensors")):
-            d = Path(snapshot_download(p, revision=revision,
-                                       allow_patterns=[CONFIG_NAME, BIN_INDEX, "pytorch_model*.bin"]))
-    except Exception as e:  # offline, unknown repo or revision, auth ...
-        raise FileNotFoundError(f"{p!r} is not a local directory and downloading it from the Hugging Face Hub "
-                                f"(revision={revision!r}) failed: {type(e).__name__}: {e}") from e
-    return d
-
-
-def write_hf_dir(out_dir: str | os.PathLike, config: dict, state: Mapping[str, Array]) -> Path:
-    """config.json (sorted keys) + model.safetensors (fp32, metadata format=pt as transformers writes it)."""
-    from safetensors.numpy import save_file
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}, str(out / SAFE_SINGLE),
-              metadata={"format": "pt"})
-    return out
 
 
 # -------------------------------------------------------------------------------------------------- conversion
@@ -351,3 +353,99 @@ def run_hf_config(model: Mapping, presets: Mapping[str, dict], shape_keys: Mappi
     if model.get("dropout", "off") not in DROPOUT_MODES:
         raise ValueError(f"model.dropout={model.get('dropout')!r} is not valid; valid: {list(DROPOUT_MODES)}")
     return hf
+
+
+# ------------------------------------------------------------------------------------------------ a port's plumbing
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)  # hashed by identity (a static argument of _init)
+class Port:
+    """What the vision ports do alike, built from each port's own pieces: params from a state dict and back
+    through the key table, an HF directory loaded and exported, the init from the port's spec, the run config's
+    model section -> config, and the registry entry. A port binds the methods to its public names
+    (from_state_dict, load, init_params, ...); VGG, whose checkpoints are files with two namings, keeps its own
+    loading and export."""
+
+    name: str  # registry name and the run config's model.arch
+    what: str  # the model's name in messages ("Image GPT")
+    hf_model_type: str  # config.json "model_type"
+    hf_class: str  # config.json "architectures" entry
+    parse_config: Callable[[dict], Any]  # config.json dict -> the port's config (ValueError for what it does not do)
+    to_hf_config: Callable[..., dict]  # the inverse
+    presets: Mapping[str, dict]  # preset name -> config.json dict
+    shape_keys: Mapping[str, str]  # run-config shape key -> config.json key (run_hf_config)
+    param_shapes: Callable[[Any], Mapping]  # config -> param tree of ShapeDtypeStruct
+    key_table: Callable[[Any], list[Entry]]  # config -> the checkpoint <-> params table
+    init_spec: Callable[[Any, tuple[str, ...], tuple[int, ...]], tuple[str, float]]  # (config, path, shape) -> init
+    dropout_fields: tuple[str, ...]  # the config's dropout rates
+    ignored: tuple[str, ...] = ()  # regexes of checkpoint tensors that hold no parameter (buffers)
+    check_state: Callable[[Mapping], None] | None = None  # a check of the state dict before the table's
+
+    def init_params(self, cfg: Any, rng: jax.Array) -> dict:
+        """Fresh fp32 params as the port's init_spec says (the reference implementation's init), one
+        compilation per config."""
+        return _init(self, cfg, rng)
+
+    def from_state_dict(self, cfg: Any, state_dict: Mapping, dtype: Any = jnp.float32) -> dict:
+        """HF-named state dict (torch tensors or numpy arrays, e.g. model.state_dict()) -> params, fully checked."""
+        if self.check_state is not None:
+            self.check_state(state_dict)
+        shapes = param_paths(self.param_shapes(cfg))
+        return convert(self.key_table(cfg), state_dict, shapes, self.what, self.ignored, dtype)
+
+    def to_state_dict(self, params: Mapping, cfg: Any) -> dict[str, Array]:
+        """params -> fp32 numpy state dict under the first name of each table entry (what save_pretrained writes)."""
+        check_table(self.key_table(cfg), param_paths(self.param_shapes(cfg)))
+        return to_state(self.key_table(cfg), params, self.what)
+
+    def load(self, path_or_id: str | os.PathLike, *, revision: str | None = None,
+             dtype: Any = jnp.float32) -> tuple[Any, dict]:
+        """HF directory (config.json + model.safetensors / pytorch_model.bin / sharded) or Hub id -> (cfg, params);
+        with a `revision`, a local directory is read at its subdirectory of that name (hub.resolve_dir)."""
+        d = resolve_dir(path_or_id, revision)
+        hf = read_hf_config(d)
+        if hf.get("model_type") != self.hf_model_type and self.hf_class not in (hf.get("architectures") or []):
+            raise ValueError(f"{d} does not hold a {self.what} checkpoint: model_type={hf.get('model_type')!r}, "
+                             f"architectures={hf.get('architectures')!r}")
+        cfg = self.parse_config(hf)  # unsupported settings fail before any tensor is read
+        return cfg, self.from_state_dict(cfg, read_state_dict(d), dtype)
+
+    def export(self, params: Mapping, cfg: Any, path: str | os.PathLike, *args, **kwargs) -> Path:
+        """Write config.json + model.safetensors (fp32) that transformers' from_pretrained reads; extra arguments
+        go to to_hf_config (ViT: id2label)."""
+        return write_hf_dir(path, self.to_hf_config(cfg, *args, **kwargs), self.to_state_dict(params, cfg))
+
+    def without_dropout(self, cfg: Any) -> Any:
+        return dataclasses.replace(cfg, **{f: 0.0 for f in self.dropout_fields})
+
+    def uses_dropout(self, cfg: Any) -> bool:
+        return any(getattr(cfg, f) > 0.0 for f in self.dropout_fields)
+
+    def run_config(self, model: Mapping, **sizes: int | None) -> Any:
+        """The run config's model section -> config: the preset with the model.<shape key> overrides
+        (run_hf_config), then the config.json fields in `sizes` that the run's data sets (None: the preset's);
+        dropout rates 0 with model.dropout="off"."""
+        hf = run_hf_config(model, self.presets, self.shape_keys, self.name)
+        hf.update({key: int(value) for key, value in sizes.items() if value is not None})
+        cfg = self.parse_config(hf)
+        return self.without_dropout(cfg) if model.get("dropout", "off") == "off" else cfg
+
+    def registry_entry(self, **kw) -> Any:
+        """This port's models.registry Architecture; `kw`: the fields only the port knows (module, block_prefix,
+        task, from_run, build, image_spec, ...)."""
+        from .registry import Architecture  # the registry imports the ports
+
+        fields = dict(name=self.name, presets=self.presets, parse_hf=self.parse_config, to_hf=self.to_hf_config,
+                      hf_model_type=self.hf_model_type, hf_class=self.hf_class, hf_params=self._no_hf_table,
+                      hf_ignored=self.ignored, data="images", init=self.init_params, load=self.load,
+                      dropout=self.uses_dropout, no_dropout=self.without_dropout)
+        return Architecture(**{**fields, **kw})
+
+    def _no_hf_table(self, cfg: Any):
+        raise ValueError(f"{self.what} checkpoints are read by recovery_jax.models.{self.name}.load, "
+                         "not the causal-LM table")
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))  # one compilation per port and config
+def _init(port: Port, cfg: Any, rng: jax.Array) -> dict:
+    return init_from_spec(rng, param_paths(port.param_shapes(cfg)), functools.partial(port.init_spec, cfg))

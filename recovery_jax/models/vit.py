@@ -29,19 +29,16 @@ Pitfalls handled:
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
-from typing import Any
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .registry import Architecture
-from .layers import F32, Dtype, LayerNorm, activation, apply_dropout, dense, maybe_dropout
+from .layers import F32, MLP, Dtype, LayerNorm, Model, Sublayer, apply_dropout, attention, dense, maybe_dropout
 from .vision_common import (
-    Entry, check_table, conv_to_kernel, convert, cross_entropy, init_from_spec, kernel_to_conv, linear, param_paths,
-    read_hf_config, read_state_dict, resolve_dir, run_hf_config, to_state, write_hf_dir,
+    Entry, Port, TransformerShape, check_act_and_eps, check_config_dict, check_positive, check_rates, conv_to_kernel,
+    cross_entropy, kernel_to_conv, linear,
 )
 
 NAME = "vit"  # models.registry name and the run config's model.arch
@@ -49,19 +46,17 @@ ARCHITECTURE = "ViTForImageClassification"
 MODEL_TYPE = "vit"
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 IGNORED_KEYS = (r"(vit\.)?pooler\.dense\.(weight|bias)",)
+DROPOUT_FIELDS = ("hidden_dropout", "attn_dropout")
 
 
 @dataclasses.dataclass(frozen=True)
-class ViTConfig:
-    """Shapes and numerics of a ViT classifier; defaults are transformers' ViTConfig defaults (ViT-B/16, 224)."""
+class ViTConfig(TransformerShape):
+    """Shapes and numerics of a ViT classifier: d_model, n_layers, n_heads, d_ff (TransformerShape, by keyword) and
+    the fields below. Defaults are transformers' ViTConfig ones (parse_config({}) is ViT-B/16 at 224)."""
 
     image_hw: tuple[int, int] = (224, 224)
     patch_hw: tuple[int, int] = (16, 16)
     num_channels: int = 3
-    d_model: int = 768
-    n_layers: int = 12
-    n_heads: int = 12
-    d_ff: int = 3072
     act: str = "gelu"
     ln_eps: float = 1e-12
     qkv_bias: bool = True
@@ -84,30 +79,17 @@ class ViTConfig:
         gh, gw = self.grid_hw
         return gh * gw
 
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
-
     def __post_init__(self) -> None:
-        for name in ("num_channels", "d_model", "n_layers", "n_heads", "d_ff", "num_labels"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"unsupported config value {name}={v!r}; valid: a positive integer")
+        check_positive(self, ("num_channels", "num_labels"))
+        self.check_shape()
         for name in ("image_hw", "patch_hw"):
             v = getattr(self, name)
             if not (isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)):
                 raise ValueError(f"unsupported config value {name}={v!r}; valid: two positive integers")
         if self.num_patches == 0:
             raise ValueError(f"image size {self.image_hw} is smaller than the patch size {self.patch_hw}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"hidden size {self.d_model} is not divisible by the number of heads {self.n_heads}")
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"unsupported config value hidden_act={self.act!r}; valid: {list(ACTIVATIONS)}")
-        for name in ("hidden_dropout", "attn_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"unsupported config value {name}={getattr(self, name)!r}; valid: a rate in [0, 1)")
-        if self.ln_eps <= 0:
-            raise ValueError(f"unsupported config value layer_norm_eps={self.ln_eps!r}; valid: > 0")
+        check_act_and_eps(self, ACTIVATIONS, "hidden_act", "layer_norm_eps")
+        check_rates(self, DROPOUT_FIELDS)
 
 
 def _pair(name: str, v: Any) -> tuple[int, int]:
@@ -120,11 +102,7 @@ def _pair(name: str, v: Any) -> tuple[int, int]:
 
 def parse_config(hf: dict) -> ViTConfig:
     """HF config.json dict (model_type "vit") -> ViTConfig; ValueError for what the port does not do."""
-    if not isinstance(hf, dict):
-        raise TypeError(f"hf config must be a dict, got {type(hf).__name__}")
-    mt = hf.get("model_type", MODEL_TYPE)
-    if mt != MODEL_TYPE:
-        raise ValueError(f"not a ViT config: model_type={mt!r} (expected {MODEL_TYPE!r})")
+    check_config_dict(hf, MODEL_TYPE, "a ViT")
     d = int(hf.get("hidden_size", 768))
     h = int(hf.get("num_attention_heads", 12))
     if hf.get("head_dim") is not None and h > 0 and hf["head_dim"] != d // h:
@@ -174,11 +152,7 @@ def to_hf_config(cfg: ViTConfig, id2label: dict | None = None) -> dict:
 # ------------------------------------------------------------------------------------------------------- model
 
 
-class ViTAttention(nn.Module):
-    cfg: ViTConfig
-    dtype: Dtype
-    deterministic: bool
-
+class ViTAttention(Sublayer):
     @nn.compact
     def __call__(self, x_BND: jax.Array) -> jax.Array:
         cfg = self.cfg
@@ -186,38 +160,20 @@ class ViTAttention(nn.Module):
         q_BNHd, k_BNHd, v_BNHd = (
             dense(d, name, self.dtype, use_bias=cfg.qkv_bias)(x_BND).reshape(b, n, cfg.n_heads, cfg.head_dim)
             for name in ("q_proj", "k_proj", "v_proj"))
-        logits_BHNN = jnp.einsum("bqhd,bkhd->bhqk", q_BNHd, k_BNHd, preferred_element_type=F32) * cfg.head_dim**-0.5
-        probs_BHNN = jax.nn.softmax(logits_BHNN, axis=-1)
-        drop = maybe_dropout(cfg.attn_dropout, self.deterministic)
-        if drop is not None:
-            probs_BHNN = drop(probs_BHNN)
-        out_BNHd = jnp.einsum("bhqk,bkhd->bqhd", probs_BHNN.astype(v_BNHd.dtype), v_BNHd)
+        out_BNHd = attention(q_BNHd, k_BNHd, v_BNHd, cfg.head_dim**-0.5,
+                             maybe_dropout(cfg.attn_dropout, self.deterministic))
         return dense(d, "o_proj", self.dtype)(out_BNHd.reshape(b, n, d))
 
 
-class ViTMLP(nn.Module):
-    cfg: ViTConfig
-    dtype: Dtype
-
-    @nn.compact
-    def __call__(self, x_BND: jax.Array) -> jax.Array:
-        h = dense(self.cfg.d_ff, "fc1", self.dtype)(x_BND)
-        h = activation(self.cfg.act)(h.astype(F32)).astype(self.dtype)
-        return dense(self.cfg.d_model, "fc2", self.dtype)(h)
-
-
-class ViTLayer(nn.Module):
-    cfg: ViTConfig
-    dtype: Dtype
-    deterministic: bool
-
+class ViTLayer(Sublayer):
     @nn.compact
     def __call__(self, x_BND: jax.Array) -> jax.Array:
         cfg, det = self.cfg, self.deterministic
         a = ViTAttention(cfg, self.dtype, det, name="attention")(LayerNorm(cfg.ln_eps, self.dtype,
                                                                            name="layernorm_before")(x_BND))
         x_BND = x_BND + apply_dropout(a, cfg.hidden_dropout, det)
-        m = ViTMLP(cfg, self.dtype, name="mlp")(LayerNorm(cfg.ln_eps, self.dtype, name="layernorm_after")(x_BND))
+        mlp = MLP(cfg.d_model, cfg.d_ff, cfg.act, "fc1", "fc2", self.dtype, name="mlp")
+        m = mlp(LayerNorm(cfg.ln_eps, self.dtype, name="layernorm_after")(x_BND))
         return x_BND + apply_dropout(m, cfg.hidden_dropout, det)
 
 
@@ -236,11 +192,7 @@ class ViTPatchEmbeddings(nn.Module):
         return x_BhwD.reshape(x_BhwD.shape[0], -1, cfg.d_model)
 
 
-class ViTEmbeddings(nn.Module):
-    cfg: ViTConfig
-    dtype: Dtype
-    deterministic: bool
-
+class ViTEmbeddings(Sublayer):
     @nn.compact
     def __call__(self, pixels_BHWC: jax.Array) -> jax.Array:
         cfg = self.cfg
@@ -254,17 +206,13 @@ class ViTEmbeddings(nn.Module):
         return apply_dropout(x_BND, cfg.hidden_dropout, self.deterministic)
 
 
-class ViT(nn.Module):
+class ViT(Model):
     """pixels_BHWC (normalised, NHWC) -> fp32 logits_BK over cfg.num_labels classes (classifier on the CLS token).
 
     Params: embeddings/{cls_token [1,1,D], position_embeddings [1,P+1,D],
     patch_embeddings/projection/{kernel [ph,pw,C,D], bias}},
     layers_{i}/{layernorm_before, attention/{q_proj,k_proj,v_proj,o_proj}, layernorm_after, mlp/{fc1,fc2}},
     layernorm, classifier. return_hidden also returns the final-LayerNorm output [B, P+1, D]."""
-
-    cfg: ViTConfig
-    dtype: Dtype = F32
-    remat: bool = False
 
     @nn.compact
     def __call__(self, pixels_BHWC: jax.Array, deterministic: bool = True, return_hidden: bool = False):
@@ -273,9 +221,8 @@ class ViT(nn.Module):
             raise ValueError(f"expected pixels of shape [B, {cfg.image_hw[0]}, {cfg.image_hw[1]}, {cfg.num_channels}] "
                              f"(NHWC), got {list(pixels_BHWC.shape)}")
         x_BND = ViTEmbeddings(cfg, self.dtype, deterministic, name="embeddings")(pixels_BHWC)
-        layer = nn.remat(ViTLayer) if self.remat else ViTLayer
-        for i in range(cfg.n_layers):
-            x_BND = layer(cfg, self.dtype, deterministic, name=f"layers_{i}")(x_BND)
+        for layer in self.blocks(ViTLayer, cfg.n_layers, "layers_", deterministic):
+            x_BND = layer(x_BND)
         h_BND = LayerNorm(cfg.ln_eps, self.dtype, name="layernorm")(x_BND)
         logits_BK = nn.Dense(cfg.num_labels, dtype=F32, param_dtype=F32, name="classifier")(h_BND[:, 0].astype(F32))
         return (logits_BK, h_BND) if return_hidden else logits_BK
@@ -294,22 +241,14 @@ def param_shapes(cfg: ViTConfig) -> dict:
     return jax.eval_shape(lambda: ViT(cfg).init(jax.random.PRNGKey(0), x))["params"]
 
 
-def init_params(cfg: ViTConfig, rng: jax.Array) -> dict:
+def init_spec(cfg: ViTConfig, path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[str, float]:
     """HF init: Linear / Conv weights N(0, initializer_range), biases 0, LayerNorm 1 / 0, CLS token and position
     embeddings truncated normal (std initializer_range, cut at +-2 absolute as torch's trunc_normal_)."""
-    return _init_params(cfg, rng)
-
-
-@functools.partial(jax.jit, static_argnums=0)  # one compilation per config
-def _init_params(cfg: ViTConfig, rng: jax.Array) -> dict:
-    def spec(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[str, float]:
-        if path[-1] in ("cls_token", "position_embeddings"):
-            return "trunc_normal", cfg.initializer_range
-        if path[-1] in ("bias", "scale"):
-            return ("zeros" if path[-1] == "bias" else "ones"), 0.0
-        return "normal", cfg.initializer_range
-
-    return init_from_spec(rng, param_paths(param_shapes(cfg)), spec)
+    if path[-1] in ("cls_token", "position_embeddings"):
+        return "trunc_normal", cfg.initializer_range
+    if path[-1] in ("bias", "scale"):
+        return ("zeros" if path[-1] == "bias" else "ones"), 0.0
+    return "normal", cfg.initializer_range
 
 
 def key_table(cfg: ViTConfig) -> list[Entry]:
@@ -352,35 +291,13 @@ def key_table(cfg: ViTConfig) -> list[Entry]:
     return t
 
 
-def from_state_dict(cfg: ViTConfig, state_dict: dict, dtype: Any = jnp.float32) -> dict:
-    """HF-named state dict (legacy file names or transformers 5 module names; torch or numpy) -> params."""
+def check_has_classifier(state_dict: Mapping) -> None:
+    """A bare ViTModel checkpoint (legacy file names or transformers 5 module names) has no head: an error, not a
+    silent random classifier."""
     if not any(k in state_dict for k in ("classifier.weight", "classifier.bias")) and any(
             k.startswith(("embeddings.", "vit.embeddings.")) for k in state_dict):
         raise ValueError("the ViT checkpoint has no classifier (a bare ViTModel, e.g. an in21k backbone): "
                          "ViTForImageClassification needs classifier.weight / classifier.bias")
-    return convert(key_table(cfg), state_dict, param_paths(param_shapes(cfg)), "ViT", IGNORED_KEYS, dtype)
-
-
-def to_state_dict(params: dict, cfg: ViTConfig) -> dict:
-    """params -> fp32 numpy state dict in the legacy Hub names (what save_pretrained writes)."""
-    check_table(key_table(cfg), param_paths(param_shapes(cfg)))
-    return to_state(key_table(cfg), params, "ViT")
-
-
-def load(path_or_id: str | os.PathLike, *, revision: str | None = None,
-         dtype: Any = jnp.float32) -> tuple[ViTConfig, dict]:
-    """HF directory (config.json + model.safetensors / pytorch_model.bin / sharded) or Hub id -> (cfg, params)."""
-    d = resolve_dir(str(path_or_id), revision)
-    hf = read_hf_config(d)
-    if hf.get("model_type") != MODEL_TYPE:
-        raise ValueError(f"{d} is not a ViT checkpoint: model_type={hf.get('model_type')!r}")
-    cfg = parse_config(hf)
-    return cfg, from_state_dict(cfg, read_state_dict(d), dtype)
-
-
-def export(params: dict, cfg: ViTConfig, path: str | os.PathLike, id2label: dict | None = None):
-    """Write config.json + model.safetensors (fp32) that ViTForImageClassification.from_pretrained reads."""
-    return write_hf_dir(path, to_hf_config(cfg, id2label), to_state_dict(params, cfg))
 
 
 # ------------------------------------------------------------------------------------------------ the run's hooks
@@ -405,21 +322,7 @@ def from_run(model: dict, num_labels: int | None = None, image_size: int = 0) ->
     """The run config's model section -> ViTConfig: the preset, model.<shape key> overrides, `num_labels` classes
     and an `image_size` (position embeddings for its patch grid) when the run's data set them; dropout rates 0
     with model.dropout="off"."""
-    hf = run_hf_config(model, PRESETS, SHAPE_KEYS, NAME)
-    if num_labels is not None:
-        hf["num_labels"] = int(num_labels)
-    if image_size:
-        hf["image_size"] = int(image_size)
-    cfg = parse_config(hf)
-    return without_dropout(cfg) if model.get("dropout", "off") == "off" else cfg
-
-
-def without_dropout(cfg: ViTConfig) -> ViTConfig:
-    return dataclasses.replace(cfg, hidden_dropout=0.0, attn_dropout=0.0)
-
-
-def uses_dropout(cfg: ViTConfig) -> bool:
-    return max(cfg.hidden_dropout, cfg.attn_dropout) > 0.0
+    return PORT.run_config(model, num_labels=num_labels, image_size=image_size or None)
 
 
 def image_spec(cfg: ViTConfig) -> dict:
@@ -433,14 +336,16 @@ def _build(cfg: ViTConfig, dtype: Any = jnp.float32, remat: bool = False, attn_b
     return ViT(cfg, dtype=dtype, remat=remat)
 
 
-def _no_hf_table(cfg: ViTConfig):
-    raise ValueError("ViT checkpoints are read by recovery_jax.models.vit.load, not the causal-LM table")
-
-
-ARCH = Architecture(
-    name=NAME, module=ViT, presets=PRESETS, parse_hf=parse_config, to_hf=to_hf_config,
-    hf_model_type=MODEL_TYPE, hf_class=ARCHITECTURE, hf_params=_no_hf_table, hf_ignored=IGNORED_KEYS,
-    block_prefix="layers_", task="classify", data="images",
-    from_run=from_run, init=init_params, load=lambda path, revision=None: load(path, revision=revision),
-    build=_build, dropout=uses_dropout, no_dropout=without_dropout, image_spec=image_spec,
-)
+PORT = Port(name=NAME, what="ViT", hf_model_type=MODEL_TYPE, hf_class=ARCHITECTURE, parse_config=parse_config,
+            to_hf_config=to_hf_config, presets=PRESETS, shape_keys=SHAPE_KEYS, param_shapes=param_shapes,
+            key_table=key_table, init_spec=init_spec, dropout_fields=DROPOUT_FIELDS,
+            ignored=IGNORED_KEYS, check_state=check_has_classifier)
+# The checkpoint and run plumbing (vision_common.Port) under this module's names: init_params(cfg, rng),
+# from_state_dict(cfg, state_dict) (legacy file names or transformers 5 module names), to_state_dict(params, cfg)
+# (legacy names), load(path_or_id, revision=), export(params, cfg, path, id2label=None) writing what
+# ViTForImageClassification.from_pretrained reads.
+init_params, from_state_dict, to_state_dict, load, export = (
+    PORT.init_params, PORT.from_state_dict, PORT.to_state_dict, PORT.load, PORT.export)
+without_dropout, uses_dropout = PORT.without_dropout, PORT.uses_dropout
+ARCH = PORT.registry_entry(module=ViT, block_prefix="layers_", task="classify", from_run=from_run, build=_build,
+                           image_spec=image_spec)
