@@ -325,6 +325,30 @@ def probe_names(cfg) -> list[str]:
     return [p.strip() for p in cfg.probes.names.split(",") if p.strip()]
 
 
+# The values validate checks one by one, before the checks that relate values: key -> its choices, and key ->
+# the (lowest, highest) value allowed, None for no bound.
+_CHOICES = {
+    "data.source": SOURCES + IMAGE_SOURCES, "data.normalize": NORMALIZATIONS,
+    "model.arch": ARCHS, "model.init": INITS, "model.dtype": DTYPES,
+    "model.matmul_precision": ("highest", "high", "default"), "model.dropout": ("off", "from_hf"),
+    "optim.name": OPTIMIZERS, "optim.schedule": SCHEDULES, "order.kind": ORDERS, "checkpoint.every": CHECKPOINT_EVERY,
+}
+_BOUNDS = {
+    "T": (1, None), "C": (2, None), "M": (1, None), "E": (1, None), "seed": (0, None),
+    "data.min_tokens": (0, None), "data.block": (0, None), "data.image_size": (0, None), "data.resize": (0, None),
+    "data.limit": (0, None), "data.batch_size": (1, None), "data.crops_per_image": (1, None),
+    **{f"model.{key}": (0, None) for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size",
+                                              "max_positions")},
+    "optim.momentum": (0.0, 1.0), "optim.b1": (0.0, 1.0), "optim.b2": (0.0, 1.0), "optim.eps": (0.0, None),
+    "optim.weight_decay": (0.0, None), "optim.min_lr": (0.0, None), "optim.lr_ref_M": (0, None),
+    "optim.freeze_first": (0, None), "optim.freeze_last": (0, None),
+    "variant.mask_prob": (0.0, 1.0), "variant.mask_id": (-1, None), "variant.window": (-1, None),
+    "variant.window_start": (0, None),
+    "probes.grad_layer": (-1, None), "probes.max_episodes": (0, None), "probes.sketch_dim": (0, None),
+    "checkpoint.keep": (1, None), "mesh.runs": (0, None), "mesh.model": (0, None),
+}
+
+
 def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Reject every value the engine would otherwise trip over later (or silently ignore)."""
     check_keys(cfg)
@@ -335,43 +359,20 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             continue
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             raise ConfigError(f"{key}={value!r} has type {type(value).__name__}; expected {want.__name__}")
-    _range(cfg, "T", 1, lo_open=False)
-    _range(cfg, "C", 2)
-    _range(cfg, "M", 1)
-    _range(cfg, "E", 1)
-    _range(cfg, "seed", 0)
-    _choice(cfg, "data.source", SOURCES + IMAGE_SOURCES)
+    for key, choices in _CHOICES.items():
+        _choice(cfg, key, choices)
+    for key, (lo, hi) in _BOUNDS.items():
+        _range(cfg, key, lo, hi)
+    _range(cfg, "optim.lr", 0.0, lo_open=True)
     if cfg.data.source == "files" and not cfg.data.path:
         raise ConfigError("data.source='files' needs data.path (a folder of .txt, a .jsonl or a .csv file)")
-    _range(cfg, "data.min_tokens", 0)
-    _range(cfg, "data.block", 0)
     if cfg.data.block and cfg.data.block < cfg.C:
         raise ConfigError(f"data.block={cfg.data.block} must be 0 or >= C={cfg.C}")
-    _choice(cfg, "model.arch", ARCHS)
     _check_images(cfg)
-    _choice(cfg, "model.init", INITS)
     if cfg.model.init == "pretrained" and not cfg.model.hf_path:
         raise ConfigError("model.init='pretrained' needs model.hf_path (a local HF directory or a hub id)")
-    for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions"):
-        _range(cfg, f"model.{key}", 0)
-    _choice(cfg, "model.dtype", DTYPES)
-    _choice(cfg, "model.matmul_precision", ("highest", "high", "default"))
-    _choice(cfg, "model.dropout", ("off", "from_hf"))
-    _choice(cfg, "optim.name", OPTIMIZERS)
-    _range(cfg, "optim.lr", 0.0, lo_open=True)
-    _range(cfg, "optim.momentum", 0.0, 1.0)
-    _range(cfg, "optim.b1", 0.0, 1.0)
-    _range(cfg, "optim.b2", 0.0, 1.0)
-    _range(cfg, "optim.eps", 0.0)
-    _range(cfg, "optim.weight_decay", 0.0)
-    _choice(cfg, "optim.schedule", SCHEDULES)
-    _range(cfg, "optim.min_lr", 0.0)
-    _range(cfg, "optim.lr_ref_M", 0)
-    _range(cfg, "optim.freeze_first", 0)
-    _range(cfg, "optim.freeze_last", 0)
     if cfg.optim.freeze_first and cfg.optim.freeze_last:
         raise ConfigError("optim.freeze_first and optim.freeze_last cannot both be set")
-    _choice(cfg, "order.kind", ORDERS)
     if cfg.order.kind == "partial":
         if not 2 <= cfg.order.shuffle_n <= cfg.T:
             raise ConfigError(f"order.shuffle_n={cfg.order.shuffle_n} must be in [2, T={cfg.T}] for order.kind='partial'")
@@ -379,12 +380,8 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         if not 0 <= cfg.order.filler_min <= cfg.order.filler_max:
             raise ConfigError(
                 f"order.filler_min={cfg.order.filler_min}, order.filler_max={cfg.order.filler_max}: need 0 <= min <= max")
-    _range(cfg, "variant.mask_prob", 0.0, 1.0)
     if cfg.variant.mask_prob >= 1.0:
         raise ConfigError(f"variant.mask_prob={cfg.variant.mask_prob} must be < 1")
-    _range(cfg, "variant.mask_id", -1)
-    _range(cfg, "variant.window", -1)
-    _range(cfg, "variant.window_start", 0)
     if cfg.variant.window >= 0:
         block = cfg.data.block or cfg.C
         lo = cfg.variant.window_start - cfg.variant.window
@@ -406,13 +403,6 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if probe_names(cfg):
         _range(cfg, "probes.doc", 0, cfg.T - 1)
         _range(cfg, "probes.epoch", 1, cfg.E)
-    _range(cfg, "probes.grad_layer", -1)
-    _range(cfg, "probes.max_episodes", 0)
-    _range(cfg, "probes.sketch_dim", 0)
-    _choice(cfg, "checkpoint.every", CHECKPOINT_EVERY)
-    _range(cfg, "checkpoint.keep", 1)
-    _range(cfg, "mesh.runs", 0)
-    _range(cfg, "mesh.model", 0)
     if cfg.order.kind == "filler" and cfg.data.restrict_vocab:
         raise ConfigError("data.restrict_vocab cannot be combined with order.kind='filler' (filler documents bring "
                           "tokens outside the T documents); set data.restrict_vocab=false")
@@ -437,11 +427,6 @@ def _check_images(cfg) -> None:
                               f"is a language model; image sources need an image model.arch ({', '.join(models)})")
         raise ConfigError(f"data.source={cfg.data.source!r} is a text corpus but model.arch={cfg.model.arch!r} is an "
                           f"image model; use an image data.source ({', '.join(IMAGE_SOURCES)})")
-    for key in ("data.image_size", "data.resize", "data.limit"):
-        _range(cfg, key, 0)
-    _range(cfg, "data.batch_size", 1)
-    _range(cfg, "data.crops_per_image", 1)
-    _choice(cfg, "data.normalize", NORMALIZATIONS)
     if not image_source:
         return
     d = cfg.data
