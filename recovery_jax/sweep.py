@@ -147,6 +147,17 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def _spec_part(spec: dict, part: str, holds: str, if_empty: str) -> dict:
+    """spec[part], a dict of `holds` ({} when left out); a ConfigError when it is not a dict, or given but empty
+    (`if_empty` says what to do instead)."""
+    value = spec.get(part, {})
+    if value is None or not isinstance(value, dict):
+        raise ConfigError(f"sweep {part} must be a dict of {holds}, got {value!r}")
+    if part in spec and not value:
+        raise ConfigError(f"sweep {part} is empty; {if_empty}")
+    return value
+
+
 def normalize_spec(spec: Any) -> dict:
     """Check a get_sweep() dict; returns {"grid": {..}, "zip": {..}, "variants": {..}, "seeds": [..] or None}."""
     if spec is None:
@@ -157,19 +168,11 @@ def normalize_spec(spec: Any) -> dict:
     if unknown:
         raise ConfigError(f"get_sweep() has unknown part(s) {unknown}; valid: {', '.join(SPEC_KEYS)}")
     out: dict = {"grid": {}, "zip": {}, "variants": {}, "seeds": None}
-    grid = spec.get("grid", {})
-    if grid is None or not isinstance(grid, dict):
-        raise ConfigError(f"sweep grid must be a dict of key -> list of values, got {grid!r}")
-    if "grid" in spec and not grid:
-        raise ConfigError("sweep grid is empty; leave \"grid\" out for a sweep over seeds only")
+    grid = _spec_part(spec, "grid", "key -> list of values", "leave \"grid\" out for a sweep over seeds only")
     for key, values in grid.items():
         _check_key(key, "grid")
         out["grid"][key] = _value_list(key, values, "grid")
-    zp = spec.get("zip", {})
-    if zp is None or not isinstance(zp, dict):
-        raise ConfigError(f"sweep zip must be a dict of key -> list of values, got {zp!r}")
-    if "zip" in spec and not zp:
-        raise ConfigError("sweep zip is empty; leave \"zip\" out or give paired lists")
+    zp = _spec_part(spec, "zip", "key -> list of values", "leave \"zip\" out or give paired lists")
     for key, values in zp.items():
         _check_key(key, "zip")
         if key in out["grid"]:
@@ -178,11 +181,7 @@ def normalize_spec(spec: Any) -> dict:
     lengths = {k: len(v) for k, v in out["zip"].items()}
     if len(set(lengths.values())) > 1:
         raise ConfigError(f"sweep zip lists must have the same length; got {lengths}")
-    variants = spec.get("variants", {})
-    if variants is None or not isinstance(variants, dict):
-        raise ConfigError(f"sweep variants must be a dict of name -> {{key: value}}, got {variants!r}")
-    if "variants" in spec and not variants:
-        raise ConfigError("sweep variants is empty; leave \"variants\" out or name at least one")
+    variants = _spec_part(spec, "variants", "name -> {key: value}", "leave \"variants\" out or name at least one")
     for name, overrides in variants.items():
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name) or "=" in name:
             raise ConfigError(f"sweep variant name {name!r} must be a non-empty word of letters, digits, _ . + -")
