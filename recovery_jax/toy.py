@@ -34,7 +34,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -45,24 +45,40 @@ __all__ = ["ToyConfig", "ToyResult", "ToyDivergenceError", "default_config", "va
            "run_toy", "save_toy", "main"]
 
 VARIANTS = ("identity", "affine")
+REDUCTIONS = ("sum", "mean")
 
 
 class ToyDivergenceError(RuntimeError):
     """The toy model's losses blew up (gradient-descent step too large)."""
 
 
+def _choice(default: str, choices: tuple[str, ...]) -> Any:
+    return dataclasses.field(default=default, metadata={"choices": choices})
+
+
+def _integer(default: int, lo: int, what: str) -> Any:
+    return dataclasses.field(default=default, metadata={"lo": lo, "what": what})
+
+
+def _positive(default: float, what: str) -> Any:
+    return dataclasses.field(default=default, metadata={"positive": True, "what": what})
+
+
 @dataclasses.dataclass
 class ToyConfig:
-    variant: str = "affine"
-    N: int = 100
-    dim: int = 100
-    T: int = 25
-    epochs: int = 20
-    lr: float = 0.01
-    reduction: str = "sum"
-    seed: int = 0
+    """One toy run. A field's metadata is the rule `validate` holds it to (its command-line flag is --<field>)."""
+
+    variant: str = _choice("affine", VARIANTS)
+    N: int = _integer(100, 1, "the input dimension")
+    dim: int = _integer(100, 1, "the embedding dimension")
+    T: int = _integer(25, 2, "the number of tasks (one task has nothing to interfere with)")
+    epochs: int = _integer(20, 1, "the number of epochs (RS needs >= 2)")
+    lr: float = _positive(0.01, "the learning rate")
+    reduction: str = _choice("sum", REDUCTIONS)
+    seed: int = _integer(0, 0, "the seed")
     literal: bool = False
-    divergence_factor: float = 1e8  # a loss above factor × (initial mean loss) counts as divergence
+    # a loss above factor × (initial mean loss) counts as divergence
+    divergence_factor: float = _positive(1e8, "the divergence factor")
 
 
 def default_config(variant: str = "affine", literal: bool = False, **overrides) -> ToyConfig:
@@ -93,20 +109,16 @@ def _physical_memory() -> int | None:
 def validate(cfg: ToyConfig) -> ToyConfig:
     """Reject, before any work, what would crash the run or quietly give NaN or empty results
     (no task, a zero-dimensional state, no epoch); each message names the value and the valid range."""
-    if cfg.variant not in VARIANTS:
-        raise ConfigError(f"--variant {cfg.variant!r} is not valid; choose one of: {', '.join(VARIANTS)}")
-    if cfg.reduction not in ("sum", "mean"):
-        raise ConfigError(f"--reduction {cfg.reduction!r} is not valid; choose one of: sum, mean")
-    for name, lo, what in (("N", 1, "the input dimension"), ("dim", 1, "the embedding dimension"),
-                           ("T", 2, "the number of tasks (one task has nothing to interfere with)"),
-                           ("epochs", 1, "the number of epochs (RS needs >= 2)"), ("seed", 0, "the seed")):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-            raise ConfigError(f"--{name} {value!r} is not valid: {what} must be an integer >= {lo}")
-    for name, what in (("lr", "the learning rate"), ("divergence_factor", "the divergence factor")):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"--{name} {value!r} is not valid: {what} must be a finite number > 0")
+    for field in dataclasses.fields(cfg):
+        name, value, rule = field.name, getattr(cfg, field.name), field.metadata
+        if "choices" in rule and value not in rule["choices"]:
+            raise ConfigError(f"--{name} {value!r} is not valid; choose one of: {', '.join(rule['choices'])}")
+        integer = not isinstance(value, bool) and isinstance(value, (int, np.integer))
+        if "lo" in rule and (not integer or value < rule["lo"]):
+            raise ConfigError(f"--{name} {value!r} is not valid: {rule['what']} must be an integer >= {rule['lo']}")
+        number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        if rule.get("positive") and (not number or value <= 0):
+            raise ConfigError(f"--{name} {value!r} is not valid: {rule['what']} must be a finite number > 0")
     need, have = _memory_bytes(cfg), _physical_memory()
     if have and need > 0.8 * have:
         raise ConfigError(f"toy model with N={cfg.N}, dim={cfg.dim}, T={cfg.T}, epochs={cfg.epochs} needs "
@@ -281,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--T", type=int, default=None, help="number of tasks (default 25)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs (default 20)")
     ap.add_argument("--lr", type=float, default=None, help="GD learning rate (default 0.001 identity / 0.01 affine)")
-    ap.add_argument("--reduction", choices=("sum", "mean"), default=None, help="sum: ½‖r‖² (paper); mean: mean(r²)")
+    ap.add_argument("--reduction", choices=REDUCTIONS, default=None, help="sum: ½‖r‖² (paper); mean: mean(r²)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument(
         "--literal",
