@@ -118,6 +118,22 @@ def check_out_dir(path: str, flag: str = "--out") -> str:
 # ----------------------------------------------------------------------------- the guard
 
 
+def config_command(prog: str, doc: str | None, argv: list[str], *, config_help: str, workdir_help: str
+                   ) -> tuple[ArgumentParser, list[str], list[str]]:
+    """The parser of a config-driven command (train, pretrain): --config FILE, --workdir DIR, --overwrite,
+    --no-progress; `--config.KEY=VALUE` overrides are split off first. Returns (parser, overrides, the rest
+    of argv); the command adds its own options and parses the rest."""
+    from recovery_jax.config import split_argv
+
+    overrides, rest = split_argv(argv)
+    p = ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help=config_help)
+    p.add_argument("--workdir", required=True, help=workdir_help)
+    p.add_argument("--overwrite", action="store_true", help="replace a run of another config in --workdir")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p, overrides, rest
+
+
 def _open_file_in_traceback(e: BaseException) -> str | None:
     """Name of the innermost file object a frame of e's traceback holds (the file being decoded)."""
     tb, names = e.__traceback__, []

@@ -19,7 +19,6 @@ on Ctrl-C / SIGTERM, continues from there when run again, and does nothing for a
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -53,9 +52,9 @@ def base_config() -> ml_collections.ConfigDict:
     # the other tokens' rows keep their initial values. Fine for runs on these corpora with
     # data.restrict_vocab=True (every pretrained CPU config); False trains the full softmax.
     c.data.restrict_vocab = True
-    # What is held out: every document the CPU configs may pick as a cyclic or filler document
-    # (select_documents / filler_pool) for seeds 0..heldout.seeds-1, T <= heldout.T documents with
-    # >= heldout.min_tokens tokens, <= heldout.fillers fillers, under each of heldout.tokenizers.
+    # What is held out: every document the CPU configs may pick as a cyclic document (select_documents) for
+    # seeds 0..heldout.seeds-1, T <= heldout.T documents with >= heldout.min_tokens tokens, under each of
+    # heldout.tokenizers; and the first heldout.fillers one-off filler documents (filler_pool) of those seeds.
     c.heldout = ml_collections.ConfigDict()
     c.heldout.seeds = 5  # the CPU configs use seeds 0, 1, 2
     c.heldout.T = 25
@@ -519,13 +518,9 @@ def pretrain(cfg, workdir: str, *, overwrite: bool = False, log=print) -> dict:
 
 
 def parse(argv):
-    overrides, rest = config_lib.split_argv(argv)
-    p = cli.ArgumentParser(prog="python -m recovery_jax.pretrain", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="a pretraining config file (see configs/pretrain/)")
-    p.add_argument("--workdir", required=True, help="where the revisions and pretrain.json go")
-    p.add_argument("--overwrite", action="store_true", help="replace a pretraining run of another config")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p, overrides, rest = cli.config_command("python -m recovery_jax.pretrain", __doc__, argv,
+                                            config_help="a pretraining config file (see configs/pretrain/)",
+                                            workdir_help="where the revisions and pretrain.json go")
     p.add_argument("--dry-run", action="store_true", help="print the split and the plan, train nothing")
     args = p.parse_args(rest)
     cli.check_out_dir(args.workdir, "--workdir")

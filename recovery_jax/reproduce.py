@@ -180,42 +180,38 @@ class Greater:
 
 
 @dataclasses.dataclass(frozen=True)
-class Above:
-    """Every group clearly above a level. yes: every mean − std > threshold; partly: some mean above it;
-    no: none."""
+class Level:
+    """Every group clearly on one side of a level. above: yes if every mean − std > threshold, partly if some
+    mean is above it, no otherwise; below (e.g. no doc-1 recovery when shuffled): yes if every mean + std <=
+    threshold, partly if every mean is, no otherwise."""
 
     threshold: float
     metric: str = "rs_last"
     labels: tuple[str, ...] = ()
+    above: bool = True
 
     def judge(self, ctx: Context) -> Verdict:
         labels = list(self.labels) or ctx.labels
         vals = [ctx.get(lab, self.metric) for lab in labels]
-        clear = sum(m - s > self.threshold for m, s in vals)
-        what = (f"{metric_name(self.metric)} − std > {self.threshold:g} for {clear} of {len(vals)}"
-                if len(vals) > 1 else f"{metric_name(self.metric)} {_f(vals[0][0])} vs {self.threshold:g}")
-        if clear == len(vals):
-            return Verdict("yes", what)
-        return Verdict("partly" if any(m > self.threshold for m, _ in vals) else "no", what)
+        name = metric_name(self.metric)
+        if self.above:
+            clear = sum(m - s > self.threshold for m, s in vals)
+            what = (f"{name} − std > {self.threshold:g} for {clear} of {len(vals)}" if len(vals) > 1
+                    else f"{name} {_f(vals[0][0])} vs {self.threshold:g}")
+            sure, some = clear == len(vals), any(m > self.threshold for m, _ in vals)
+        else:
+            what = f"{'/'.join(labels)} {name} {', '.join(_f(m) for m, _ in vals)} vs ≤ {self.threshold:g}"
+            sure = all(m + s <= self.threshold for m, s in vals)
+            some = all(m <= self.threshold for m, _ in vals)
+        return Verdict("yes" if sure else "partly" if some else "no", what)
 
 
-@dataclasses.dataclass(frozen=True)
-class Below:
-    """Every group at or below a level (e.g. no doc-1 recovery when shuffled). yes: mean + std <= threshold;
-    partly: mean <= threshold; no otherwise."""
+def Above(threshold: float, metric: str = "rs_last", labels: tuple[str, ...] = ()) -> Level:  # noqa: N802
+    return Level(threshold, metric, labels, above=True)
 
-    threshold: float
-    metric: str = "rs_last"
-    labels: tuple[str, ...] = ()
 
-    def judge(self, ctx: Context) -> Verdict:
-        labels = list(self.labels) or ctx.labels
-        vals = [ctx.get(lab, self.metric) for lab in labels]
-        who = "/".join(labels)
-        what = f"{who} {metric_name(self.metric)} {', '.join(_f(m) for m, _ in vals)} vs ≤ {self.threshold:g}"
-        if all(m + s <= self.threshold for m, s in vals):
-            return Verdict("yes", what)
-        return Verdict("partly" if all(m <= self.threshold for m, _ in vals) else "no", what)
+def Below(threshold: float, metric: str = "rs_last", labels: tuple[str, ...] = ()) -> Level:  # noqa: N802
+    return Level(threshold, metric, labels, above=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,9 +394,10 @@ ROWS: list[Row] = [
         cpu_config="`fig5d.py` (B 0, 2, 4 of 6, from scratch)"),
     Row("fig5d_pretrained", "5d", "Freezing more of the first (pretrained) blocks lowers RS",
         "the pretrained model (`configs/pretrain/neox_small.py`), embedding + first B blocks frozen",
-        "configs/cpu/fig5d_pretrained.py", rules=(Monotone("falls"),), needs=PRETRAIN,
+        "configs/cpu/fig5d_pretrained.py", groups=axis("optim.freeze_first", [0, 1, 2, 3], "B"),
+        extras=(Extra("online_loss", 2),), rules=(Monotone("falls"),), needs=PRETRAIN,
         paper="Fig 5(d) frozen blocks, pretrained", paper_config="`fig5d.py`",
-        cpu_config="`fig5d_pretrained.py` (a grid over B)"),
+        cpu_config="`fig5d_pretrained.py` (B 0…3 of the 4 pretrained blocks)"),
     Row("fig6", "6a", "Adam (reset per document) gives stronger recovery than plain GD (v1: 0.689 vs 0.211)",
         "Adam-reset 3e-4 / Adam without reset 3e-4 / SGD 0.1", "configs/cpu/fig6.py",
         groups=(("Adam-reset", "adam_reset"), ("Adam", "adam"), ("SGD", "sgd")), bold=("Adam-reset", "SGD"),
@@ -500,9 +497,10 @@ ROWS: list[Row] = [
         paper="Fig 15 init: Pythia vs N(0, 0.02)", paper_config="`fig15.py`", cpu_config="`fig15.py`"),
     Row("fig16", "16", "Recovery grows with the number of pre-training steps",
         "checkpoints of the offline pretraining (`configs/pretrain/neox_small.py`) at increasing steps",
-        "configs/cpu/fig16.py", rules=(Monotone("rises"),), needs=PRETRAIN,
+        "configs/cpu/fig16.py", groups=axis("model.revision", ["step0", "step30", "step100", "step300", "step600"]),
+        rules=(Monotone("rises"),), needs=PRETRAIN,
         paper="Fig 16 pre-training steps (step6000…main)", paper_config="`fig16.py`",
-        cpu_config="`fig16.py` (a grid over pretraining checkpoints)"),
+        cpu_config="`fig16.py` (revisions step0, 30, 100, 300, 600 of the offline pretraining)"),
     Row("fig17", "17", "Recovery persists under a cosine learning-rate decay over 10 epochs",
         "E=10, Adam-reset lr 3e-4 cosine-decayed to 0 over the run", "configs/cpu/fig17.py",
         groups=(("cosine lr", ""),), style="labelled", per_cycle=("cosine lr",), rules=(Above(CLEAR),),
@@ -1001,7 +999,7 @@ def run_sweep_row(row: Row, opts: Options, log: Callable[[str], None], extra_ove
     with open(os.path.join(workdir, "sweep_summary.md"), "w") as f:
         f.write(sweep.summary_markdown(summary))
     rec = record_from_summary(row, summary, source=portable(os.path.join(workdir, "sweep_summary.json"), opts.out),
-                              command=command, overrides=overrides)
+                              command=command, overrides=opts.overrides)  # the pretrained path is no deviation
     if opts.seeds_text:
         rec["seeds_override"] = opts.seeds_text
     if row.figures:

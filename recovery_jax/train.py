@@ -17,7 +17,6 @@ directories; the others read them (checkpoints on --resume) and write nothing.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -26,14 +25,10 @@ from recovery_jax import config as config_lib
 
 
 def parse(argv: list[str]):
-    overrides, rest = config_lib.split_argv(argv)
-    p = cli.ArgumentParser(prog="python -m recovery_jax.train", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="a config file with get_config() (see configs/)")
-    p.add_argument("--workdir", required=True, help="run directory for results and checkpoints")
+    p, overrides, rest = cli.config_command("python -m recovery_jax.train", __doc__, argv,
+                                            config_help="a config file with get_config() (see configs/)",
+                                            workdir_help="run directory for results and checkpoints")
     p.add_argument("--resume", action="store_true", help="continue the run in --workdir from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace a run of another config in --workdir")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--seeds", default=None, help="several seeds, e.g. 0,1,2 or 0-4: one run directory each")
     p.add_argument("--no-group", action="store_true", help="with --seeds: one compiled program per seed")
     hosts = p.add_argument_group("several processes (docs/SCALING.md); under SLURM with more than one task "
