@@ -58,8 +58,11 @@ def _sweep(config: str, workdir: str, overrides: list[str], extra: list[str], ca
     res = _child(["recovery_jax.sweep", "--config", config, "--workdir", workdir, *overrides,
                   "--config.progress=false", *extra], env, log)
     sums = _summaries(workdir)
-    res.update(n_runs=len(sums), compile_s=sum(s["compile_s"] for s in sums),
-               train_s=sum(s["train_wall_s"] for s in sums), group_sizes=sorted({s.get("group_size", 1) for s in sums}),
+    # a group's compile and train time appear in each of its runs' summaries: count them once per group
+    share = [1.0 / max(int(s.get("group_size", 1)), 1) for s in sums]
+    res.update(n_runs=len(sums), compile_s=sum(s["compile_s"] * w for s, w in zip(sums, share)),
+               train_s=sum(s["train_wall_s"] * w for s, w in zip(sums, share)),
+               group_sizes=sorted({s.get("group_size", 1) for s in sums}),
                rs_last=[s["recovery_scores"][-1] for s in sums])
     res["runs_per_hour"] = 3600 * res["n_runs"] / res["wall_s"]
     return res
