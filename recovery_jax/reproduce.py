@@ -305,7 +305,6 @@ def axis(key: str, values: Sequence[Any], label: str | None = None) -> tuple[tup
 
 
 CLEAR = 0.2  # "clear recovery": about twice the RS of the shuffled control of row fig1 (0.11)
-NOT_RERUN = ("not rerun with today's engine; the earlier numbers are quoted below the table")
 PRETRAIN = ("pretrain/neox_small",)
 
 ROWS: list[Row] = [
@@ -376,7 +375,7 @@ ROWS: list[Row] = [
         cpu_config="`fig4b.py` (block 128, W 0…32)"),
     Row("fig5a", "5a", "Recovery at every number of documents T, even 200", "T = 6 / 12 / 24", "configs/cpu/fig5a.py",
         groups=axis("T", [6, 12, 24], "T"), rules=(Above(CLEAR),), expect="yes",
-        reason="(clear recovery at every T; here it grows with T)", missing=NOT_RERUN,
+        reason="(clear recovery at every T; here it grows with T)",
         paper="Fig 5(a) T", paper_config="`fig5a.py` (10…200)", cpu_config="`fig5a.py` (6, 12, 24)"),
     Row("fig5b", "5b", "More gradient steps per document, more recovery; none at M=1", "M = 1 / 5 / 10 / 20",
         "configs/cpu/fig5b.py", groups=axis("M", [1, 5, 10, 20], "M"), bold=("M=1", "M=20"),
@@ -410,7 +409,7 @@ ROWS: list[Row] = [
         "Adam-reset 3e-4 / Adam without reset 3e-4 / SGD 0.1", "configs/cpu/fig6.py",
         groups=(("Adam-reset", "adam_reset"), ("Adam", "adam"), ("SGD", "sgd")), bold=("Adam-reset", "SGD"),
         rules=(Greater("Adam-reset", "SGD"),), expect="yes",
-        reason="(Adam-reset > SGD); Adam without reset (not in the paper) is higher still", missing=NOT_RERUN,
+        reason="(Adam-reset > SGD); Adam without reset (not in the paper) is higher still",
         paper="Fig 6(a) Adam-reset vs GD, random init",
         paper_config="`fig6.py` (step0/main × sgd / adam_reset 1e-4 / 1e-5)",
         cpu_config="`fig6.py` (panel a, + Adam without reset)"),
@@ -488,7 +487,7 @@ ROWS: list[Row] = [
         extras=(Extra("doc1_revisit_drop", 2, ("N=11",)),),
         rules=(Monotone("falls"), Above(0.1, "doc1_revisit_drop", ("N=11",))), expect="yes",
         reason="RS falls with N; at N=11 the fixed x_12 → x_1 transition still gives x_1 a clear recovery "
-               "(full shuffle: doc-1 drop 0.00)", missing=NOT_RERUN,
+               "(full shuffle: doc-1 drop 0.00)",
         paper="Fig 12 partial shuffle", paper_config="`fig12.py` (T=25, N 8, 16, 24)",
         cpu_config="`fig12.py` (T=12, N 4, 8, 11)"),
     Row("fig13", "13", "With one step per document (M=1), a larger learning rate brings some recovery",
