@@ -240,3 +240,23 @@ def test_every_pretraining_config_loads(path):
     assert cfg.train.steps >= 1 and P.save_steps(cfg)[-1] == cfg.train.steps
     doc = path.read_text().split('"""')[1]
     assert f"--config configs/pretrain/{path.name}" in doc, "the docstring gives the command for this very file"
+
+
+def test_gpt2_pretraining_reloads_with_equal_logits(tmp_path):
+    """The GPT-2 config (tied embeddings: the restricted softmax's rows go back into wte) exports a checkpoint
+    that transformers reads to the same logits."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import jax.numpy as jnp
+
+    tiny = [o for o in TINY if not o.startswith(("train.steps", "save.steps"))] + ["train.steps=4", "save.steps=0"]
+    cfg = P.load_config(str(ROOT / "configs" / "pretrain" / "gpt2_small.py"), tiny)
+    record = P.pretrain(cfg, str(tmp_path / "g"), log=lambda *a: None)
+    assert record["model"]["arch"] == "gpt2" and record["model"]["vocab_size"] == 50257
+    mcfg, params = models.load_pretrained(str(tmp_path / "g"))
+    ids = np.random.default_rng(1).integers(0, 50257, (2, 10))
+    ours = np.asarray(models.build_model(mcfg).apply({"params": params}, jnp.asarray(ids)))
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "g")).eval()
+    with torch.no_grad():
+        theirs = hf(torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(ours, theirs, atol=2e-4, rtol=1e-4)
