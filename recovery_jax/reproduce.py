@@ -29,7 +29,9 @@ prose kept in the registry. When the computed verdict differs from the one the n
 (`expect`), the table says so.
 
 Options: `--tables-only` rewrites the tables from the records and runs nothing; `--dry-run` prints what
-would run; `--rerun` runs rows whose record is complete again (the sweep still skips finished runs in OUT);
+would run; a row is skipped when its record is complete and its runs are in OUT/<id> (so a fresh clone, whose OUT
+is empty, recomputes every selected row and replaces its record); `--rerun` runs it anyway (the sweep still skips
+finished runs in OUT);
 `--import-summaries ROOT` (repeatable) makes records from ROOT/<id>/sweep_summary.json of earlier sweeps
 instead of running; `--seeds` and `--config.KEY=VALUE` are passed to every sweep (for tiny test runs; the
 record and the table say so).
@@ -1176,9 +1178,10 @@ def main(argv: list[str]) -> int:
     problems = 0
     for row in todo:
         rec = records.get(row.id)
-        if record_complete(rec) and not args.rerun:
+        if record_complete(rec) and not args.rerun and os.path.exists(os.path.join(args.out, row.id)):
             log(f"{row.id}: record {os.path.join(args.records, row.id + '.json')} is complete "
-                f"({rec['n_runs_done']}/{rec['n_runs']} runs, {rec.get('date', '')}); skipped (--rerun runs it again)")
+                f"({rec['n_runs_done']}/{rec['n_runs']} runs, {rec.get('date', '')}) and its runs are in "
+                f"{os.path.join(args.out, row.id)}; skipped (--rerun runs it again)")
             continue
         if row.needs and not pretrain_available():
             log(f"{row.id}: needs pretraining: {PRETRAIN_MODULE} not available; skipped")

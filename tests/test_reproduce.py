@@ -107,9 +107,13 @@ def test_fig1_end_to_end_tiny(tmp_path, repo, capsys):
     assert f"cyclic online loss **{stats.pm(groups['cyclic']['online_loss'])}**" in online
     assert "| `fig1` | `python -m recovery_jax.sweep --config configs/cpu/fig1.py --workdir OUT/fig1" in text
 
-    # a second call finds the record complete and runs nothing
+    # a second call finds the record complete and its runs in OUT, and runs nothing
     rc, out, err = run(argv, capsys)
     assert rc == 0 and "is complete" in out and "run(s)" not in out
+    # a fresh OUT (a fresh clone: committed records, no runs) recomputes the row, though its record is complete
+    argv[argv.index(str(out_dir))] = str(tmp_path / "fresh")
+    rc, out, err = run(argv, capsys)
+    assert rc == 0 and "fig1: configs/cpu/fig1.py: 4 run(s)" in out and (tmp_path / "fresh" / "fig1").is_dir()
 
 
 # ----------------------------------------------------------------------------- (c) verdicts
