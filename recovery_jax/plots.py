@@ -457,7 +457,8 @@ def plot_pca_trajectory(
     last = min(K, n_epochs * T)
     idx = np.arange(0 if include_initial else 1, last + 1)
     coords, ratio = metrics.pca_from_gram(gram, k=dims, indices=idx)
-    o = metrics.as_order(order, K, T)
+    # the probe may cover only the first K episodes of the run (probes.max_episodes): their part of the order
+    o = metrics.as_order(None if order is None else np.asarray(order)[:K], K, T)
     ep = np.where(idx > 0, (idx - 1) // T + 1, 0)
     fig = _new_figure(figsize=(7, 6))
     ax = fig.add_subplot(projection="3d") if dims == 3 else fig.add_subplot()

@@ -76,6 +76,10 @@ def test_heatmaps_pca_updates(tmp_path):
     _check(P.plot_loss_heatmap(_losses(), title="runA: losses"), tmp_path, "loss_heatmap")
     _check(P.plot_pca_trajectory(G, T, n_epochs=3, dims=3, title="runA: pca"), tmp_path, "pca3")
     _check(P.plot_pca_trajectory(G, T, n_epochs=2, dims=2, title="runA: pca2"), tmp_path, "pca2")
+    # a probe over the first episodes only (probes.max_episodes): the run's whole order is longer than the Gram
+    short = _gram(2 * T + 1)
+    _check(P.plot_pca_trajectory(short, T, n_epochs=3, dims=3, order=np.tile(np.arange(T), 4), title="runA: pca"),
+           tmp_path, "pca_short")
     _check(P.plot_update_magnitudes(T, metrics.update_magnitudes_from_gram(G), np.ones(K), title="runA: upd"),
            tmp_path, "upd")
     c, r = metrics.pca_from_gram(_gram(T), k=2)
