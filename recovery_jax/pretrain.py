@@ -376,10 +376,6 @@ def _link_main(workdir: Path, revision: Path) -> None:
         os.replace(tmp, dst)
 
 
-def _cfg_json(cfg) -> dict:
-    return config_lib.to_dict(cfg)
-
-
 def _same_run(a: dict, b: dict) -> bool:
     a, b = dict(a), dict(b)
     a.pop("progress", None), b.pop("progress", None)
@@ -397,7 +393,7 @@ def pretrain(cfg, workdir: str, *, overwrite: bool = False, log=print) -> dict:
     wd = Path(workdir)
     status_path = wd / STATUS_FILE
     status = json.loads(status_path.read_text()) if status_path.is_file() else None
-    if status is not None and not _same_run(status.get("config", {}), _cfg_json(cfg)):
+    if status is not None and not _same_run(status.get("config", {}), config_lib.to_dict(cfg)):
         if not overwrite:
             raise RunError(f"{workdir} holds a pretraining run of another config; add --overwrite to replace it "
                            f"or choose another --workdir")
@@ -442,7 +438,7 @@ def pretrain(cfg, workdir: str, *, overwrite: bool = False, log=print) -> dict:
         stream = Stream(split.train_ids, int(cfg.data.seq_len), int(cfg.seed))
         B, L, total = int(cfg.train.batch), int(cfg.data.seq_len), int(cfg.train.steps)
         todo = [s for s in save_steps(cfg) if s not in {r["step"] for r in revisions}]
-        record = {"format": FORMAT, "config": _cfg_json(cfg), "command": " ".join(["python -m recovery_jax.pretrain"]
+        record = {"format": FORMAT, "config": config_lib.to_dict(cfg), "command": " ".join(["python -m recovery_jax.pretrain"]
                                                                                   + sys.argv[1:]),
                   "model": {"arch": mcfg.arch, "num_layers": mcfg.num_layers, "hidden_size": mcfg.hidden_size,
                             "parameters": models.param_count(built.init), "vocab_size": mcfg.vocab_size,

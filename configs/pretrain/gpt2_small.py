@@ -5,20 +5,14 @@ held-out documents as configs/pretrain/neox_small.py (recovery_jax/pretrain.py),
     python -m recovery_jax.pretrain --config configs/pretrain/gpt2_small.py --workdir runs/pretrain/gpt2_small
 """
 
+from recovery_jax.config import derive
 from recovery_jax.pretrain import base_config
 
 
 def get_config():
     c = base_config()
     c.seed = 0
-    c.model.arch = "gpt2"
-    c.model.preset = "gpt2"
-    c.model.hidden_size = 256
-    c.model.num_layers = 4
-    c.model.num_heads = 4
-    c.model.intermediate_size = 1024
-    c.model.init = "gpt2"
-    c.model.dropout = "off"
+    c.model = derive(__file__, "../cpu/fig20.py").model  # the GPT-2 the Fig 20 runs train, one definition
     c.data.sources = "wiki,news"
     c.data.tokenizer = "gpt2"
     c.data.seq_len = 128

@@ -6,19 +6,14 @@ CPU configs (configs/cpu/fig2a.py, fig5d_pretrained.py, fig6b.py, fig16.py).
     python -m recovery_jax.pretrain --config configs/pretrain/neox_small.py --workdir runs/pretrain/neox_small
 """
 
+from recovery_jax.config import derive
 from recovery_jax.pretrain import base_config
 
 
 def get_config():
     c = base_config()
     c.seed = 0
-    c.model.arch = "gpt_neox"
-    c.model.preset = "pythia-70m"
-    c.model.hidden_size = 256
-    c.model.num_layers = 4
-    c.model.num_heads = 4
-    c.model.intermediate_size = 1024
-    c.model.init = "pythia"
+    c.model = derive(__file__, "../cpu/base.py").model  # the model the CPU runs train, one definition
     c.data.sources = "wiki,news"
     c.data.tokenizer = "neox"
     c.data.seq_len = 128
