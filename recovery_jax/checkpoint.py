@@ -350,9 +350,12 @@ class Checkpointer:
             target = jax.tree_util.tree_map(
                 lambda x: np.zeros(np.shape(x), np.asarray(x).dtype) if hasattr(x, "shape") else x,
                 jax.device_get(state_like))
+        dropped = None
         with _quiet_orbax():
             try:
                 stored = self._stored_leaf_count(path)
+                if target is not None and stored != len(jax.tree_util.tree_leaves(target)):
+                    target, dropped = self._with_stored_moments(path, target)
                 if target is not None and stored != len(jax.tree_util.tree_leaves(target)):
                     raise _Damaged(f"it holds {stored} state arrays, this run's state has "
                                    f"{len(jax.tree_util.tree_leaves(target))}")
@@ -367,6 +370,8 @@ class Checkpointer:
         if not isinstance(meta, dict) or not isinstance(meta.get("arrays"), dict):
             raise _Damaged("meta/metadata is not what this version writes")
         state = restored["state"]
+        if dropped is not None:
+            state, target = dict(state, **dropped), dict(target, **dropped)
         losses = {k: np.asarray(v) for k, v in dict(restored["losses"]).items()}
         recorded = {int(losses.pop("episode", -1)), meta.get("episode")}
         if recorded != {step}:
@@ -388,6 +393,24 @@ class Checkpointer:
                     raise _Damaged(f"state array {i} has shape {np.shape(a)}, this run's state has {np.shape(b)}")
             state = jax.tree_util.tree_map(jax.numpy.asarray, state)
         return state, losses
+
+    def _with_stored_moments(self, path: str, target):
+        """A checkpoint written before reset optimizers stopped storing their moments (state["opt_state"] is
+        None now, docs in engine.init_state) still resumes: its moments are read into a target of their own
+        stored shapes and dropped. Returns (target to read into, {key: None} to put back) or (target, None)."""
+        import jax
+        import orbax.checkpoint as ocp
+        from etils import epath
+
+        if not isinstance(target, dict) or "opt_state" not in target or target["opt_state"] is not None:
+            return target, None
+        tree = ocp.StandardCheckpointHandler().metadata(epath.Path(path) / "state")
+        tree = getattr(tree, "tree", tree)
+        moments = tree.get("opt_state") if isinstance(tree, dict) else None
+        if not moments:
+            return target, None
+        zeros = jax.tree_util.tree_map(lambda m: np.zeros(tuple(m.shape), np.dtype(m.dtype)), moments)
+        return dict(target, opt_state=zeros), {"opt_state": None}
 
     def _stored_leaf_count(self, path: str) -> int:
         """How many arrays the state item holds, from its own metadata file (orbax restores into a target even

@@ -28,7 +28,7 @@ from recovery_jax import data as data_lib
 from recovery_jax import interrupts, metrics, models, schedule, sharding, vision
 from recovery_jax import optim as optim_lib
 from recovery_jax import rundir as rundir_lib
-from recovery_jax.engine import Engine, EpisodeSpec, auto_eval_batch, default_hp, eval_doc_bytes
+from recovery_jax.engine import Engine, EpisodeSpec, auto_eval_batch, default_hp, eval_chunks, eval_doc_bytes
 from recovery_jax.optim import make_optimizer
 from recovery_jax.rundir import Losses, RunError
 
@@ -630,7 +630,7 @@ def _banner(p: Prepared) -> str:
             + (f" | {p.R} runs in one program" if p.R > 1 else "")
             + (f" | restricted softmax: {'/'.join(map(str, vocab))} tokens (data.restrict_vocab)"
                if cfg.data.restrict_vocab else "")
-            + f" | evaluation in chunks of {p.engine.spec.eval_batch} documents"
+            + " | evaluation in {} chunk(s) of {} documents".format(*eval_chunks(cfg.T, p.engine.spec.eval_batch))
             + f" | compiled in {p.compile_s:.1f}s")
 
 

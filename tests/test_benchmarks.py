@@ -159,3 +159,21 @@ def test_sweep_throughput_ratios_and_lines_from_a_synthetic_report(capsys):
     assert "  b_vs_a: 1.50" in lines and "  b_vs_torch: 2.50" in lines
     assert st.main(["--config", "/nonexistent.py"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: config file '/nonexistent.py' does not exist")
+
+
+def test_sweep_throughput_ratios_read_compute_two_ways():
+    from benchmarks import sweep_throughput as st
+
+    r = {"a_one_per_run": {"wall_s": 300.0, "train_s": 200.0, "work_s": 220.0, "compile_s": 72.0},
+         "a_warm_cache": {"wall_s": 240.0}, "b_grouped": {"wall_s": 216.0, "compile_s": 12.0},
+         "c_torch": {"wall_s": 432.0}}
+    got = st.ratios(r)
+    assert got["b_vs_a"] == 300 / 216 and got["b_vs_a_warm"] == 240 / 216 and got["b_vs_torch"] == 2.0
+    assert got["b_wall_over_compute_plus_group_compiles"] == 216 / (200 + 12)
+    assert got["b_wall_over_work_plus_group_compiles"] == 216 / (220 + 12)
+    del r["c_torch"], r["a_one_per_run"]["work_s"]
+    assert "b_vs_torch" not in st.ratios(r) and "b_wall_over_work_plus_group_compiles" not in st.ratios(r)
+    assert st._thread_counts("1,2") == [1, 2] and st._thread_counts("2") == [2]
+    for bad in ("0", "a", "", "1,-1"):
+        with pytest.raises(Exception, match="positive thread counts"):
+            st._thread_counts(bad)

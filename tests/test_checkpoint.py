@@ -288,3 +288,20 @@ def test_closed_event_loop_noise_is_dropped_other_unraisables_kept(monkeypatch):
     sys.unraisablehook(noise)
     sys.unraisablehook(other)
     assert seen == [other]
+
+
+def test_checkpoint_with_moments_resumes_a_state_without_them(tmp_path):
+    """Checkpoints written when reset optimizers still stored their moments resume into today's state, whose
+    opt_state is None (engine.init_state); the parameters, step and rng come back unchanged."""
+    ck = saved(tmp_path, episodes=(3,))
+    now = dict(make_state(0.5), opt_state=None)
+    k, state, losses = ck.restore_run(now)
+    want = dict(make_state(3), opt_state=None)
+    assert k == 3 and state["opt_state"] is None
+    assert_same(state, want)
+    np.testing.assert_array_equal(losses["eval_losses"], make_losses(3)["eval_losses"])
+    # the other way round is still damage: a stored state without moments cannot fill a state that needs them
+    ck2 = Checkpointer(str(tmp_path / "b"))
+    ck2.save_run(1, dict(make_state(1), opt_state=None), make_losses(1))
+    with pytest.raises(CheckpointError, match="state arrays"):
+        ck2.restore_run(make_state(1))

@@ -94,6 +94,35 @@ def test_batched_evaluation_equals_one_by_one(batch):
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+def test_eval_chunks_are_even_and_cover_every_task():
+    chunks = engine_lib.eval_chunks
+    assert chunks(12, 10) == (2, 6)  # not 2 x 10 with 8 padded documents
+    assert chunks(25, 2) == (13, 2)
+    assert chunks(25, 5) == (5, 5)
+    assert chunks(7, 3) == (3, 3)
+    assert chunks(12, 0) == chunks(12, 12) == chunks(12, 40) == (1, 12)
+    for T in range(1, 30):
+        for b in range(1, T + 1):
+            n, size = chunks(T, b)
+            assert size <= b and n * size >= T > (n - 1) * size and n == -(-T // b)
+
+
+def test_evaluation_forward_passes_only_even_chunks():
+    """The model sees chunks of eval_chunks' size (T=5 at most 4 at a time: 2 x 3, not 2 x 4)."""
+    apply_fn, params = tiny_lm.make(V, 8, L)
+    seen = []
+
+    def spy(p, ids_BL, deterministic, rngs):
+        seen.append(ids_BL.shape[0])
+        return apply_fn(p, ids_BL, deterministic, rngs)
+
+    tok, msk = docs(1)
+    eng = Engine(spy, make_optimizer(cfg_for("sgd", 0.1), 10), EpisodeSpec(M=1, C=L, eval_batch=T - 1))
+    got = np.asarray(eng.evaluate(params, tok, msk))
+    assert seen == [engine_lib.eval_chunks(T, T - 1)[1]] and seen[0] < T - 1
+    np.testing.assert_allclose(got, [float(ref_loss(apply_fn, params, tok[t], msk[t])) for t in range(T)], atol=1e-6)
+
+
 def test_auto_eval_batch_by_hand():
     auto = engine_lib.auto_eval_batch
     # CPU: ~640 tokens per chunk, never more than T, never less than 1

@@ -185,3 +185,35 @@ def test_config_spellings():
         parse_config("llama", hf)
     with pytest.raises(ValueError, match="compute dtype"):
         build_model(legacy, dtype=jnp.float16)
+
+
+@pytest.mark.parametrize("vocab", [3, 7, 50, 257, 50304])
+def test_param_shapes_of_any_vocabulary_equal_a_trace_of_that_model(vocab):
+    """param_shapes traces a model once apart from its vocabulary and sizes the vocabulary params itself:
+    the tree must be exactly what tracing the model of that vocabulary gives, for every language architecture."""
+    import dataclasses
+
+    from recovery_jax.models import ARCHITECTURES, param_shapes
+    from recovery_jax.models.factory import _traced_param_shapes
+
+    for arch, spec in ARCHITECTURES.items():
+        if spec.port:
+            continue
+        name = next(n for n, (a, _) in PRESETS.items() if a == arch)
+        small = dict(PRESETS[name][1])
+        for k in ("n_embd", "hidden_size"):
+            if k in small:
+                small[k] = 64
+        for k in ("n_layer", "num_hidden_layers"):
+            if k in small:
+                small[k] = 2
+        for k in ("n_head", "num_attention_heads"):
+            if k in small:
+                small[k] = 4
+        if "intermediate_size" in small:
+            small["intermediate_size"] = 256
+        mcfg = dataclasses.replace(parse_config(arch, small), vocab_size=vocab)
+        got, want = param_shapes(mcfg), _traced_param_shapes.__wrapped__(mcfg)
+        assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want), arch
+        for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+            assert (g.shape, g.dtype) == (w.shape, w.dtype), arch
