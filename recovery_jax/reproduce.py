@@ -102,6 +102,8 @@ class Context:
 
     @property
     def labels(self) -> list[str]:
+        if not self.groups:  # a record made before the row's groups were (e.g. variants added to its config)
+            raise MissingGroup("any of the row's groups")
         return list(self.groups)
 
     def get(self, label: str, metric: str) -> tuple[float, float]:
@@ -539,9 +541,12 @@ ROWS: list[Row] = [
         "configs/cpu/fig19b.py", groups=axis("M", [10, 20, 40], "M"), rules=(Monotone("rises"),),
         paper="Fig 19(b) C=1024 with M 10, 20, 40", paper_config="`fig19b.py`", cpu_config="`fig19b.py` (C=128)"),
     Row("fig20", "20", "A GPT-2 architecture shows anticipatory recovery too",
-        "4×256 GPT-2 from scratch (GPT-2 init and tokenizer)", "configs/cpu/fig20.py",
-        groups=(("GPT-2", ""),), style="labelled", per_cycle=("GPT-2",), rules=(Above(CLEAR),),
-        paper="Fig 20 GPT2-large", paper_config="`fig20.py`", cpu_config="`fig20.py` (4×256 GPT-2 from scratch)"),
+        "4×256 GPT-2 (GPT-2 tokenizer) from scratch (GPT-2 init) and pretrained offline "
+        "(`configs/pretrain/gpt2_small.py`: 300 steps, 0.6 M tokens)", "configs/cpu/fig20.py",
+        groups=(("scratch", "scratch"), ("pretrained", "pretrained")), style="labelled",
+        per_cycle=("scratch", "pretrained"), rules=(Above(CLEAR),), needs=("pretrain/gpt2_small",),
+        paper="Fig 20 GPT2-large (pretrained)", paper_config="`fig20.py`",
+        cpu_config="`fig20.py` (4×256 GPT-2, variants `scratch`, `pretrained`)"),
     Row("fig21", "21", "Recovery on Wikipedia text with a random-init model",
         "sections of the gensim Wikipedia sample as documents", "configs/cpu/fig21.py",
         groups=(("wiki", ""),), style="labelled", per_cycle=("wiki",), rules=(Above(CLEAR),),
@@ -660,7 +665,29 @@ def load_records(records_dir: str, warn: Callable[[str], None] | None = None) ->
                 warn(f"warning: {path} is not the record of a registry row; left out of the tables")
             continue
         out[rid] = rec
+    for path in sorted(glob.glob(os.path.join(records_dir, "pretrain", "*.json"))):  # pretraining_record's
+        with open(path, encoding="utf-8") as f:
+            rec = json.load(f)
+        if isinstance(rec, dict) and rec.get("id") == f"pretrain/{os.path.basename(path)[:-5]}":
+            out[rec["id"]] = rec
     return out
+
+
+def pretraining_record(need: str, command: str, workdir: str, *, wall_s: float | None, cpu_s: float | None) -> dict:
+    """What a pretraining cost and reached (RECORDS/pretrain/NAME.json, a line of the compute table). Without a
+    measured wall (a pretraining finished before this command ran), its own training-loop wall from
+    pretrain.json, said so."""
+    with open(os.path.join(workdir, "pretrain.json"), encoding="utf-8") as f:
+        status = json.load(f)
+    measured = wall_s is not None
+    revs = status.get("revisions") or [{}]
+    return {"id": need, "command": command, "steps": status.get("steps"),
+            "wall_s": round(float(wall_s if measured else status.get("train_wall_s") or 0.0), 1),
+            "cpu_s": round(float(cpu_s), 1) if cpu_s is not None else None,
+            "wall_from": "this command" if measured else "pretrain.json train_wall_s (training loop only)",
+            "tokens_per_s": status.get("tokens_per_s"),
+            "heldout_loss": {str(r.get("revision")): (r.get("heldout_loss") or {}).get("mean") for r in revs},
+            "date": datetime.date.fromtimestamp(os.path.getmtime(os.path.join(workdir, "pretrain.json"))).isoformat()}
 
 
 def record_complete(rec: dict | None) -> bool:
@@ -844,6 +871,12 @@ def _minutes(s: float | None) -> str:
 
 def compute_table(records: dict) -> str:
     rows, cpu, wall = [], 0.0, 0.0
+    for rid in sorted(k for k in records if k.startswith("pretrain/")):  # run first, by the rows that need them
+        rec = records[rid]
+        rows.append([f"`{rid}`", f"`{rec.get('command', '')}`", f"{rec.get('steps')} steps",
+                     _minutes(rec.get("cpu_s")), _minutes(rec.get("wall_s")), rec.get("date", "")])
+        cpu += rec.get("cpu_s") or 0.0
+        wall += rec.get("wall_s") or 0.0
     for row in ROWS:
         rec = records.get(row.id)
         if row.record is not None or rec is None:
@@ -934,15 +967,33 @@ def ensure_pretrained(need: str, opts: Options, log: Callable[[str], None], done
     else:
         os.makedirs(workdir, exist_ok=True)
         log_path = os.path.join(opts.out, "pretrain", f"{name}.log")
-        log(f"{need}: python -m {PRETRAIN_MODULE} --config {cfg} --workdir {workdir} --no-progress "
-            f"(log: {log_path}) ...")
+        command = f"python -m {PRETRAIN_MODULE} --config {cfg} --workdir {workdir}"
+        log(f"{need}: {command} --no-progress (log: {log_path}) ...")
+        finished_before = _finished_pretraining(workdir)
+        cpu0, t0 = _cpu_seconds(), time.time()
         with open(log_path, "a") as f:
             rc = subprocess.run([sys.executable, "-m", PRETRAIN_MODULE, "--config", cfg, "--workdir", workdir,
                                  "--no-progress"],
                                 stdout=f, stderr=subprocess.STDOUT).returncode
         result = (workdir, "") if rc == 0 else (None, f"pretraining failed (exit {rc}); see {log_path}")
+        record_path = os.path.join(opts.records, "pretrain", f"{name}.json")
+        if rc == 0 and _finished_pretraining(workdir) and (not finished_before or not os.path.exists(record_path)):
+            measured = not finished_before  # else: its time is what pretrain.json says
+            rec = pretraining_record(need, f"python -m {PRETRAIN_MODULE} --config {cfg} --workdir OUT/pretrain/{name}",
+                                     workdir, wall_s=time.time() - t0 if measured else None,
+                                     cpu_s=_cpu_seconds() - cpu0 if measured else None)
+            os.makedirs(os.path.dirname(record_path), exist_ok=True)
+            write_record(opts.records, rec)  # id "pretrain/NAME": RECORDS/pretrain/NAME.json
     done[need] = result
     return result
+
+
+def _finished_pretraining(workdir: str) -> bool:
+    try:
+        with open(os.path.join(workdir, "pretrain.json"), encoding="utf-8") as f:
+            return bool(json.load(f).get("finished"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _safe(name: str) -> str:

@@ -226,16 +226,18 @@ def test_every_cpu_file_has_a_tiny_run():
     assert covered == {stem(p) for p in CPU}
 
 
-def tiny_checkpoint(root, revision: str) -> str:
-    """A stand-in for the offline pretraining's output (configs/pretrain/): a 2 x 32 GPT-NeoX of the NeoX
-    tokenizer's vocabulary, at the top of `root` (like the final revision) and as `root/revision`."""
+def tiny_checkpoint(root, revision: str, arch: str = "gpt_neox") -> str:
+    """A stand-in for the offline pretraining's output (configs/pretrain/): a 2 x 32 model of the config's
+    architecture and its tokenizer's vocabulary (GPT-NeoX 50277, GPT-2 50257), at the top of `root` (like the
+    final revision) and as `root/revision`."""
     import jax
 
-    mcfg = models.model_config({"arch": "gpt_neox", "preset": "pythia-70m", "hidden_size": 32, "num_layers": 2,
-                                "num_heads": 2, "intermediate_size": 64}, 50277)
-    params = models.init_params(mcfg, jax.random.PRNGKey(0))
+    preset, vocab = {"gpt_neox": ("pythia-70m", 50277), "gpt2": ("gpt2", 50257)}[arch]
+    mcfg = models.model_config({"arch": arch, "preset": preset, "hidden_size": 32, "num_layers": 2,
+                                "num_heads": 2, "intermediate_size": 64}, vocab)
+    params = models.init_params(mcfg, jax.random.PRNGKey(0), scheme="gpt2" if arch == "gpt2" else "pythia")
     for d in {str(root), os.path.join(str(root), revision or "main")}:
-        models.export_hf("gpt_neox", models.to_hf_config(mcfg), params, d)
+        models.export_hf(arch, models.to_hf_config(mcfg), params, d)
     return str(root)
 
 
@@ -245,7 +247,7 @@ def test_cpu_config_tiny_run(key, names, tmp_path):
     cfg = C.from_dict(json.loads(key))
     cfg.progress = False
     if cfg.model.init == "pretrained":  # the configs name runs/pretrain/...: a tiny checkpoint stands in
-        cfg.model.hf_path = tiny_checkpoint(tmp_path / "pretrained", cfg.model.revision)
+        cfg.model.hf_path = tiny_checkpoint(tmp_path / "pretrained", cfg.model.revision, cfg.model.arch)
     summary = runner.run(cfg, str(tmp_path / "run"), log=lambda *a: None)
     assert os.path.exists(tmp_path / "run" / "summary.json")
     assert os.path.exists(tmp_path / "run" / "losses.npz")

@@ -49,6 +49,11 @@ def test_committed_records_are_portable_and_of_registry_rows():
         assert rec["id"] in R.ROW_BY_ID and os.path.basename(path) == f"{rec['id']}.json"
         assert ROOT not in json.dumps(rec) and "/tmp/" not in json.dumps(rec), f"{path} holds an absolute path"
         assert R.record_complete(rec) and not rec["overrides"], path
+    for path in sorted(glob.glob(os.path.join(RECORDS, "pretrain", "*.json"))):
+        rec = json.load(open(path))
+        assert rec["id"] == f"pretrain/{os.path.basename(path)[:-5]}" and os.path.exists(
+            os.path.join(ROOT, "configs", "pretrain", os.path.basename(path)))
+        assert ROOT not in json.dumps(rec) and "/tmp/" not in json.dumps(rec), f"{path} holds an absolute path"
 
 
 def test_every_cpu_config_has_a_row_and_the_groups_exist(repo):
@@ -223,7 +228,15 @@ def test_a_pretrained_row_runs_the_pretraining_once_and_passes_its_path(tmp_path
     class Done:
         returncode = 0
 
-    monkeypatch.setattr(R.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or Done())
+    def fake_pretrain(cmd, **kw):
+        calls.append(cmd)
+        wd = cmd[cmd.index("--workdir") + 1]
+        os.makedirs(wd, exist_ok=True)
+        json.dump({"finished": True, "steps": 600, "train_wall_s": 1500.0, "tokens_per_s": 800.0,
+                   "revisions": [{"revision": "step0", "heldout_loss": {"mean": 10.5}},
+                                 {"revision": "step600", "heldout_loss": {"mean": 6.4}}]}, open(f"{wd}/pretrain.json", "w"))
+        return Done()
+    monkeypatch.setattr(R.subprocess, "run", fake_pretrain)
 
     def fake_sweep(row, opts, log, extra_overrides=()):
         sweeps.append((row.id, list(extra_overrides)))
@@ -236,6 +249,20 @@ def test_a_pretrained_row_runs_the_pretraining_once_and_passes_its_path(tmp_path
                                                  os.path.join("o", "pretrain", "neox_small"), "--no-progress"]
     hf = f"model.hf_path={os.path.join('o', 'pretrain', 'neox_small')}"
     assert sweeps == [("fig2a", [hf]), ("fig16", [hf])]
+    # what the pretraining cost is a record of its own, and a line of the compute table (counted in the total)
+    rec = json.load(open(os.path.join("repro", "pretrain", "neox_small.json")))
+    assert rec["id"] == "pretrain/neox_small" and rec["wall_from"] == "this command" and rec["steps"] == 600
+    assert rec["heldout_loss"] == {"step0": 10.5, "step600": 6.4} and "OUT/pretrain/neox_small" in rec["command"]
+    assert "| `pretrain/neox_small` |" in open("doc.md").read()
+    # finished before and recorded: neither run again by the sweep's needs nor re-recorded with a shorter wall
+    before = open(os.path.join("repro", "pretrain", "neox_small.json")).read()
+    run(["--out", "o", "--only", "fig2a", "--doc", "doc.md", "--rerun"], capsys)
+    assert open(os.path.join("repro", "pretrain", "neox_small.json")).read() == before
+    # finished before but never recorded: the record takes pretrain.json's own training-loop wall
+    os.unlink(os.path.join("repro", "pretrain", "neox_small.json"))
+    run(["--out", "o", "--only", "fig2a", "--doc", "doc.md", "--rerun"], capsys)
+    rec = json.load(open(os.path.join("repro", "pretrain", "neox_small.json")))
+    assert rec["wall_s"] == 1500.0 and rec["cpu_s"] is None and rec["wall_from"].startswith("pretrain.json")
 
 
 def test_import_summaries_makes_records_and_tables(tmp_path, repo, capsys):
