@@ -349,7 +349,8 @@ def _read_json(path: str) -> Any:
 def normalized_config(d: dict) -> dict:
     """Flat {key: value} of a stored config.json in today's schema, for matching finished runs: missing keys at
     their default (config.with_defaults), keys the schema no longer knows dropped, numbers typed like the
-    schema, and config.PERFORMANCE_KEYS ignored (they do not change what a run computes)."""
+    schema, and config.PERFORMANCE_KEYS ignored (they do not change what a run computes), as are model.hf_path and
+    model.revision of a run from scratch (fig2a's scratch variant is fig1's cyclic run)."""
     base = config_lib.flatten(config_lib.base_config())
     out = {}
     for key, value in config_lib.flatten(config_lib.without_performance_keys(config_lib.with_defaults(d))).items():
@@ -358,6 +359,8 @@ def normalized_config(d: dict) -> dict:
         if type(base[key]) is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = float(value)
         out[key] = value
+    if out.get("model.init") != "pretrained":  # where a pretrained model would come from: unused from scratch
+        out.pop("model.hf_path", None), out.pop("model.revision", None)
     return out
 
 

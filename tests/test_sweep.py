@@ -264,6 +264,14 @@ def test_normalized_config_fills_new_keys_drops_retired_ones_and_types_numbers()
     assert "retired_key" not in n
     assert n["model.matmul_precision"] == config_lib.base_config().model.matmul_precision
     assert not set(config_lib.PERFORMANCE_KEYS) & set(n)
+    # where a pretrained model would come from does not matter to a run from scratch, and does to a pretrained one
+    scratch = config_lib.to_dict(config_lib.base_config())
+    other = config_lib.to_dict(config_lib.base_config())
+    other["model"].update(hf_path="runs/pretrain/x", revision="step30")
+    assert S.normalized_config(scratch) == S.normalized_config(other)
+    scratch["model"]["init"] = other["model"]["init"] = "pretrained"
+    scratch["model"]["hf_path"] = "runs/pretrain/y"
+    assert S.normalized_config(scratch) != S.normalized_config(other)
 
 
 def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path):
