@@ -51,8 +51,8 @@ def test_committed_records_are_portable_and_of_registry_rows():
         assert R.record_complete(rec) and not rec["overrides"], path
     for path in sorted(glob.glob(os.path.join(RECORDS, "pretrain", "*.json"))):
         rec = json.load(open(path))
-        assert rec["id"] == f"pretrain/{os.path.basename(path)[:-5]}" and os.path.exists(
-            os.path.join(ROOT, "configs", "pretrain", os.path.basename(path)))
+        name = os.path.basename(path)[:-len(".json")]
+        assert rec["id"] == f"pretrain/{name}" and os.path.exists(os.path.join(ROOT, "configs", "pretrain", f"{name}.py"))
         assert ROOT not in json.dumps(rec) and "/tmp/" not in json.dumps(rec), f"{path} holds an absolute path"
 
 
