@@ -48,6 +48,10 @@ def attention_params(arch: str, params, layer: int):
     return models.get_by_path(params, models.block_param_path(arch, layer, "attn"))
 
 
+# Fig 22's update magnitudes, per tracked state (of the CountSketch when probes.sketch_dim > 0)
+_DIFF_NORM_KEY = {"weights": "weight_diff_norms", "activations": "act_diff_norms"}
+
+
 class Probes:
     """Host-side accumulator; `after_episode` is called with the state after each episode k."""
 
@@ -141,6 +145,8 @@ class Probes:
             V = np.stack(vecs).astype(np.float64)
             key = {"weights": "weight_gram", "embed_out": "embed_out_gram", "activations": "activations_gram"}[name]
             out[key] = V @ V.T
+            if name in _DIFF_NORM_KEY:  # direct ||v(k) − v(k−1)||: no cancellation as from the Gram matrix
+                out[_DIFF_NORM_KEY[name]] = np.linalg.norm(np.diff(V, axis=0), axis=1)
             if name == "activations":
                 out["act_doc"] = np.asarray(self.doc)
         if "weight_gram" in out:

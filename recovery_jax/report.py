@@ -177,6 +177,8 @@ def _run_figures(run: Run, label: str, summ: dict, out: Path, doc: int) -> list[
     if wn is None and "weight_gram" in pr:
         wn = metrics.update_magnitudes_from_gram(pr["weight_gram"])
     an = pr.get("act_diff_norms")
+    if an is None and "activations_gram" in pr:  # runs from before the probe kept the direct norms
+        an = metrics.update_magnitudes_from_gram(pr["activations_gram"])
     if wn is not None or an is not None:
         save(P.plot_update_magnitudes(T, weight_norms=wn, act_norms=an, title=f"{label}: update magnitudes"),
              "update_magnitudes", "Magnitude of weight/activation updates (Fig 22)")

@@ -29,9 +29,9 @@ prose kept in the registry. When the computed verdict differs from the one the n
 (`expect`), the table says so.
 
 Options: `--tables-only` rewrites the tables from the records and runs nothing; `--dry-run` prints what
-would run; a row is skipped when its record is complete and its runs are in OUT/<id> (so a fresh clone, whose OUT
-is empty, recomputes every selected row and replaces its record); `--rerun` runs it anyway (the sweep still skips
-finished runs in OUT);
+would run; a row is skipped when its record is complete and its runs are in OUT/<id>, all finished (so a fresh
+clone, whose OUT is empty, recomputes every selected row and replaces its record; a row with an unfinished run in
+OUT/<id> is resumed); `--rerun` runs it anyway (the sweep still skips finished runs in OUT);
 `--import-summaries ROOT` (repeatable) makes records from ROOT/<id>/sweep_summary.json of earlier sweeps
 instead of running; `--seeds` and `--config.KEY=VALUE` are passed to every sweep (for tiny test runs; the
 record and the table say so).
@@ -692,6 +692,20 @@ def pretraining_record(need: str, command: str, workdir: str, *, wall_s: float |
             "date": datetime.date.fromtimestamp(os.path.getmtime(os.path.join(workdir, "pretrain.json"))).isoformat()}
 
 
+def unfinished_runs(row_dir: str) -> list[str]:
+    """Run directories under row_dir that were started (config.json) but never finished (no summary.json).
+
+    A row whose record is complete is still resumed when its sweep was interrupted after the record was
+    written by an earlier invocation (e.g. a --rerun stopped half way), so its runs are never left half done.
+    """
+    out = []
+    for dirpath, dirnames, filenames in os.walk(row_dir):
+        dirnames[:] = sorted(d for d in dirnames if d != "checkpoints")
+        if "config.json" in filenames and "summary.json" not in filenames:
+            out.append(dirpath)
+    return out
+
+
 def record_complete(rec: dict | None) -> bool:
     return bool(rec) and rec.get("n_runs") is not None and rec.get("n_runs_done") == rec.get("n_runs") \
         and not rec.get("runs_by_status", {}).get("failed")
@@ -1235,7 +1249,11 @@ def main(argv: list[str]) -> int:
     problems = 0
     for row in todo:
         rec = records.get(row.id)
-        if record_complete(rec) and not args.rerun and os.path.exists(os.path.join(args.out, row.id)):
+        unfinished = unfinished_runs(os.path.join(args.out, row.id))
+        if unfinished and not args.rerun:
+            log(f"{row.id}: {len(unfinished)} unfinished run(s) in {os.path.join(args.out, row.id)} "
+                f"(e.g. {unfinished[0]}); resuming the row")
+        elif record_complete(rec) and not args.rerun and os.path.exists(os.path.join(args.out, row.id)):
             log(f"{row.id}: record {os.path.join(args.records, row.id + '.json')} is complete "
                 f"({rec['n_runs_done']}/{rec['n_runs']} runs, {rec.get('date', '')}) and its runs are in "
                 f"{os.path.join(args.out, row.id)}; skipped (--rerun runs it again)")

@@ -27,6 +27,10 @@ finished run with the exact same config (seed included; runs are deterministic) 
 ROOT instead of computing it again: sweeps that share their baseline point (e.g. M=10 of the M sweep
 and C=64 of the C sweep) compute it once.
 
+Groups. Runs that can share one compiled program (runner.group_signature) run as one group, capped by
+memory and `--max-group`; `--no-group` runs one run per program. A run resumes in the group it started in
+(its sweep_run.json names the members while it runs), so a stopped sweep continues bit for bit.
+
 Outputs in WORKDIR: `sweep_summary.json` and `sweep_summary.md`, one row per sweep point (runs that
 differ only in the seed): the recovery score of the last cycle (the paper's "epoch 4" for E=5) as
 mean ± std over seeds (recovery_jax.stats: std with ddof=0, a lone seed without a spread, the same
@@ -47,6 +51,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -54,7 +59,7 @@ from typing import Any, Callable, Sequence
 from recovery_jax import cli, stats
 from recovery_jax import config as config_lib
 from recovery_jax.config import ConfigError
-from recovery_jax.rundir import write_json_atomic
+from recovery_jax.rundir import RunError, write_json_atomic
 
 SPEC_KEYS = ("grid", "zip", "variants", "seeds")
 SWEEP_FILE = "sweep_run.json"  # per run: name, overrides, CPU and wall seconds of the sweep's call
@@ -395,7 +400,6 @@ def index_finished_runs(root: str) -> dict[str, str]:
 def copy_run(src: str, dst: str, config: dict | None = None) -> None:
     """Copy a finished run's result files (not its checkpoints or lock) into dst. With `config`, dst's
     config.json is that dict (the same config in today's schema, see normalized_config) instead of a copy."""
-    import shutil
     os.makedirs(dst, exist_ok=True)
     names = [n for n in os.listdir(src) if os.path.isfile(os.path.join(src, n))
              and n not in ("run.lock", SWEEP_FILE) and not n.startswith(".")]
@@ -428,17 +432,25 @@ def default_group_fn(cfgs, run_dirs: list[str], *, resume: bool, overwrite: bool
         return runner.run_group(list(cfgs), list(run_dirs), resume=resume, overwrite=overwrite, log=log)
 
 
+def _stored_group(run_dir: str) -> tuple:
+    """The members of the group a partial run was started in (its sweep_run.json), so that it resumes in the
+    same group: a group's numbers are its members' to fp32 rounding, bit for bit only with the same members."""
+    side = _read_json(os.path.join(run_dir, SWEEP_FILE)) or {}
+    return tuple(side.get("group") or ()) if side.get("status") == "running" else ()
+
+
 def plan_groups(pending: Sequence[tuple], max_group: int | None) -> list[list[tuple]]:
     """Pending runs (index, RunSpec, run_dir, status) -> batches that share one compiled program: the same
-    static signature (runner.group_signature), the same start (new, or resumed from the same checkpoint),
-    at most max_group and what runner.max_group_size allows in memory."""
+    static signature (runner.group_signature), the same start (new, or resumed from the same checkpoint, in the
+    group it started in), at most max_group and what runner.max_group_size allows in memory."""
     from recovery_jax import runner
     from recovery_jax.checkpoint import Checkpointer
     parts: dict[tuple, list[tuple]] = {}
     for item in pending:
         _, r, run_dir, status = item
         start = Checkpointer(run_dir).latest() if status == "partial" else None
-        parts.setdefault((runner.group_signature(r.cfg), status, start), []).append(item)
+        member_of = _stored_group(run_dir) if status == "partial" else ()
+        parts.setdefault((runner.group_signature(r.cfg), status, start, member_of), []).append(item)
     batches = []
     for items in parts.values():
         cap = runner.max_group_size(items[0][1].cfg)
@@ -456,7 +468,6 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
     Failures (RunError) are recorded and the sweep goes on; ConfigError and KeyboardInterrupt stop it. With
     reuse_root, a new run whose exact config (seed included) already finished somewhere under reuse_root is
     copied from there instead of rerun."""
-    from recovery_jax.rundir import RunError
     changed = [r.name for r in runs if not overwrite and run_status(os.path.join(workdir, r.name), r.cfg) == "changed"]
     if changed:
         raise ConfigError(f"{len(changed)} run dir(s) hold runs of a different config (did the config file change?), "
@@ -516,34 +527,48 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
             except RunError as e:  # the group as a whole failed (e.g. a damaged checkpoint)
                 return [e] * len(cfgs)
     for batch in batches:
-        if len(batch) > 1:
-            log(f"group of {len(batch)} runs in one program: {', '.join(item[1].name for item in batch)}")
-        cpu0, t0 = _cpu_seconds(), time.time()
-        outs = call([item[1].cfg for item in batch], [item[2] for item in batch], batch[0][3] == "partial",
-                    overwrite)
-        share_cpu, share_wall = (_cpu_seconds() - cpu0) / len(batch), (time.time() - t0) / len(batch)
-        for (i, r, run_dir, status), out in zip(batch, outs):
-            rec = {"name": r.name, "point": r.point.name, "seed": r.seed, "overrides": r.point.overrides,
-                   "cpu_s": share_cpu, "wall_s": share_wall, "group_size": len(batch)}
-            if isinstance(out, Exception):
-                rec.update(status="failed", error=str(out).splitlines()[0] if str(out) else type(out).__name__)
-                log(f"[{i + 1}/{len(runs)}] {r.name:<{width}}  FAILED: {rec['error']}")
-                records[i] = rec
-                continue
-            rec.update(status="resumed" if status == "partial" else "ran", summary=out)
-            try:
-                write_json_atomic(os.path.join(run_dir, SWEEP_FILE),
-                                  {"name": r.name, "overrides": r.point.overrides, "seed": r.seed,
-                                   "cpu_s": rec["cpu_s"], "wall_s": rec["wall_s"], "status": rec["status"],
-                                   "group_size": len(batch)})
-            except RunError:
-                pass
-            online = stats.get(out, "online_loss", "mean")
-            log(f"[{i + 1}/{len(runs)}] {r.name:<{width}}  RS {_rs_text(out)}  online {stats.fmt(online)}  "
-                f"({rec['wall_s']:.0f}s wall, {rec['cpu_s']:.0f}s CPU"
-                + (f"; a share of a group of {len(batch)})" if len(batch) > 1 else ")"))
-            records[i] = rec
+        for rec in run_batch(batch, call, len(runs), width, overwrite, log):
+            records[rec.pop("index")] = rec
     return [rec for rec in records if rec is not None]
+
+
+def run_batch(batch: Sequence[tuple], call, n_runs: int, width: int, overwrite: bool, log) -> list[dict]:
+    """Run one batch (one compiled program); its runs' records (with "index"), sweep_run.json files and log lines."""
+    names = [item[1].name for item in batch]
+    if len(batch) > 1:
+        log(f"group of {len(batch)} runs in one program: {', '.join(names)}")
+    for _, r, run_dir, status in batch:  # which group a run started in, so that it resumes in that group
+        os.makedirs(run_dir, exist_ok=True)
+        side = _read_json(os.path.join(run_dir, SWEEP_FILE)) if status == "partial" else None
+        if not (side and side.get("status") == "running"):
+            write_json_atomic(os.path.join(run_dir, SWEEP_FILE),
+                              {"name": r.name, "seed": r.seed, "status": "running", "group": names})
+    cpu0, t0 = _cpu_seconds(), time.time()
+    outs = call([item[1].cfg for item in batch], [item[2] for item in batch], batch[0][3] == "partial", overwrite)
+    share_cpu, share_wall = (_cpu_seconds() - cpu0) / len(batch), (time.time() - t0) / len(batch)
+    records = []
+    for (i, r, run_dir, status), out in zip(batch, outs):
+        rec = {"index": i, "name": r.name, "point": r.point.name, "seed": r.seed, "overrides": r.point.overrides,
+               "cpu_s": share_cpu, "wall_s": share_wall, "group_size": len(batch)}
+        if isinstance(out, Exception):
+            rec.update(status="failed", error=str(out).splitlines()[0] if str(out) else type(out).__name__)
+            log(f"[{i + 1}/{n_runs}] {r.name:<{width}}  FAILED: {rec['error']}")
+            records.append(rec)
+            continue
+        rec.update(status="resumed" if status == "partial" else "ran", summary=out)
+        try:
+            write_json_atomic(os.path.join(run_dir, SWEEP_FILE),
+                              {"name": r.name, "overrides": r.point.overrides, "seed": r.seed,
+                               "cpu_s": rec["cpu_s"], "wall_s": rec["wall_s"], "status": rec["status"],
+                               "group_size": len(batch)})
+        except RunError:
+            pass
+        online = stats.get(out, "online_loss", "mean")
+        log(f"[{i + 1}/{n_runs}] {r.name:<{width}}  RS {_rs_text(out)}  online {stats.fmt(online)}  "
+            f"({rec['wall_s']:.0f}s wall, {rec['cpu_s']:.0f}s CPU"
+            + (f"; a share of a group of {len(batch)})" if len(batch) > 1 else ")"))
+        records.append(rec)
+    return records
 
 
 def _rs_text(summary: Any) -> str:

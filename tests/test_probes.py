@@ -77,6 +77,10 @@ def test_gram_probes_equal_explicit_vectors():
     # the metrics read update magnitudes straight off the Gram matrix
     np.testing.assert_allclose(metrics.update_magnitudes_from_gram(out["weight_gram"]),
                                np.linalg.norm(np.diff(W, axis=0), axis=1), rtol=1e-3)
+    # Fig 22's magnitudes, kept directly: weights and the tracked document's activations
+    np.testing.assert_allclose(out["weight_diff_norms"], np.linalg.norm(np.diff(W, axis=0), axis=1), rtol=1e-5)
+    np.testing.assert_allclose(out["act_diff_norms"], np.linalg.norm(np.diff(A, axis=0), axis=1), rtol=1e-5)
+    assert out["weight_diff_norms"].shape == out["act_diff_norms"].shape == (2 * T,)
 
 
 def test_countsketch_preserves_inner_products():

@@ -222,3 +222,28 @@ def test_report_and_sweep_print_the_same_seed_statistics(tmp_path):
     cell = stats.pm(stats.cycle_stat(stats.seed_stats(summaries), 0))
     assert cell == stats.pm(stats.mean_std(rs1))
     assert f"| all runs | 3 | {cell} |" in text
+
+
+def test_fig22_update_magnitudes_plot_weights_and_activations(tmp_path, monkeypatch):
+    """Both curves of Fig 22: from the probe's direct norms, or (older runs) from the Gram matrices."""
+    rng = np.random.default_rng(3)
+    W, A = rng.standard_normal((K + 1, 12)), rng.standard_normal((K + 1, 30))
+    direct_w, direct_a = np.linalg.norm(np.diff(W, axis=0), axis=1), np.linalg.norm(np.diff(A, axis=0), axis=1)
+    seen = []
+    from recovery_jax import plots
+    real = plots.plot_update_magnitudes
+    monkeypatch.setattr(plots, "plot_update_magnitudes",
+                        lambda T, weight_norms=None, act_norms=None, title="": seen.append((weight_norms, act_norms))
+                        or real(T, weight_norms=weight_norms, act_norms=act_norms, title=title))
+    for name, probes in (("old", dict(weight_gram=W @ W.T, activations_gram=A @ A.T)),
+                         ("new", dict(weight_gram=W @ W.T, activations_gram=A @ A.T,
+                                      weight_diff_norms=direct_w * 2, act_diff_norms=direct_a * 2))):
+        _write_run(tmp_path / name, 1e-3, 0, 0.5)
+        write_npz_atomic(os.path.join(tmp_path / name, "probes.npz"), **probes)
+        assert report.main([str(tmp_path / name), "--out", str(tmp_path / f"rep_{name}")]) == 0
+        assert (tmp_path / f"rep_{name}" / f"{name}_update_magnitudes.png").is_file()
+    (w_old, a_old), (w_new, a_new) = seen
+    np.testing.assert_allclose(w_old, direct_w, rtol=1e-6)
+    np.testing.assert_allclose(a_old, direct_a, rtol=1e-6)
+    np.testing.assert_array_equal(w_new, direct_w * 2)  # the direct norms win over the Gram matrices
+    np.testing.assert_array_equal(a_new, direct_a * 2)

@@ -115,6 +115,12 @@ def test_fig1_end_to_end_tiny(tmp_path, repo, capsys):
     # a second call finds the record complete and its runs in OUT, and runs nothing
     rc, out, err = run(argv, capsys)
     assert rc == 0 and "is complete" in out and "run(s)" not in out
+    # a run left unfinished in OUT (an interrupted --rerun) is resumed, though the record is complete
+    unfinished = out_dir / "fig1" / "shuffled" / "seed=1"
+    (unfinished / "summary.json").unlink()
+    rc, out, err = run(argv, capsys)
+    assert rc == 0 and "fig1: 1 unfinished run(s)" in out and "is complete" not in out, out
+    assert (unfinished / "summary.json").exists()
     # a fresh OUT (a fresh clone: committed records, no runs) recomputes the row, though its record is complete
     argv[argv.index(str(out_dir))] = str(tmp_path / "fresh")
     rc, out, err = run(argv, capsys)

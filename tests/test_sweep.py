@@ -411,3 +411,48 @@ def test_dry_run_shows_runs_that_would_be_copied(tmp_path, capsys):
     S.main(["--config", path, "--workdir", str(tmp_path / "runs" / "b"), "--dry-run", "--reuse", str(tmp_path / "runs")])
     out = capsys.readouterr().out
     assert "M=1/seed=0" in out and " copy " in out and " new " in out
+
+
+# ----------------------------------------------------------------------------- groups
+
+TINY_SWEEP = os.path.join(ROOT, "tests", "tiny_sweep.py")
+
+
+def _pending(runs, wd, status="new"):
+    return [(i, r, os.path.join(wd, r.name), status) for i, r in enumerate(runs)]
+
+
+def test_plan_groups_resumes_runs_in_the_group_they_started_in(tmp_path):
+    runs, _ = S.build_runs(TINY_SWEEP, seeds=[0, 1, 2])  # cyclic/shuffled x 3 seeds: one signature
+    wd = str(tmp_path)
+    idx = lambda batches: [[item[0] for item in b] for b in batches]  # noqa: E731
+    assert idx(S.plan_groups(_pending(runs, wd), None)) == [[0, 1, 2, 3, 4, 5]]
+    assert idx(S.plan_groups(_pending(runs, wd), 2)) == [[0, 1], [2, 3], [4, 5]]
+    # started runs resume in the group they started in (a group's numbers are bit for bit only with the same
+    # members), never merged with another group's runs at the same checkpoint
+    names = [r.name for r in runs]
+    for i, group in ((0, names[:3]), (1, names[:3]), (3, names[3:]), (4, names[3:])):
+        os.makedirs(os.path.join(wd, names[i]))
+        with open(os.path.join(wd, names[i], S.SWEEP_FILE), "w") as f:
+            json.dump({"name": names[i], "status": "running", "group": group}, f)
+    partial = _pending(runs, wd, "partial")
+    assert idx(S.plan_groups([p for p in partial if p[0] in (0, 1, 3, 4)], None)) == [[0, 1], [3, 4]]
+    # runs started by an older sweep (no members stored) group as before: by signature and checkpoint
+    assert idx(S.plan_groups([p for p in partial if p[0] in (2, 5)], None)) == [[2, 5]]
+
+
+def test_a_group_names_its_members_while_it_runs(tmp_path):
+    runs, _ = S.build_runs(TINY_SWEEP, seeds=[0, 1])
+    wd = str(tmp_path / "w")
+    seen = []
+
+    def group_fn(cfgs, dirs, resume, overwrite):
+        for d in dirs:
+            seen.append(json.load(open(os.path.join(d, S.SWEEP_FILE))))
+        return [{"recovery_scores": [0.5], "rs_last": 0.5} for _ in dirs]
+    recs = S.execute(runs, wd, group_fn=group_fn, max_group=2, log=lambda m: None)
+    assert [r["status"] for r in recs] == ["ran"] * 4
+    assert [s["group"] for s in seen] == [["cyclic/seed=0", "cyclic/seed=1"]] * 2 + \
+        [["shuffled/seed=0", "shuffled/seed=1"]] * 2 and all(s["status"] == "running" for s in seen)
+    side = json.load(open(os.path.join(wd, "cyclic", "seed=0", S.SWEEP_FILE)))
+    assert side["status"] == "ran" and "group" not in side and side["group_size"] == 2
