@@ -456,3 +456,41 @@ def test_a_group_names_its_members_while_it_runs(tmp_path):
         [["shuffled/seed=0", "shuffled/seed=1"]] * 2 and all(s["status"] == "running" for s in seen)
     side = json.load(open(os.path.join(wd, "cyclic", "seed=0", S.SWEEP_FILE)))
     assert side["status"] == "ran" and "group" not in side and side["group_size"] == 2
+
+
+@pytest.mark.slow
+def test_a_stopped_group_resumes_in_its_group_bit_for_bit(tmp_path):
+    """Ctrl-C while the first of two groups trains; the same command again finishes with the numbers of an
+    uninterrupted sweep (the resumed group has its first members, not all of the sweep's unfinished runs)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+    ref = str(tmp_path / "ref")
+    cmd = lambda wd: [sys.executable, "-m", "recovery_jax.sweep", "--config", TINY_SWEEP, "--workdir", wd,  # noqa: E731
+                      "--max-group", "2", "--config.E=6"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    done = subprocess.run(cmd(ref), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wd = str(tmp_path / "w")
+    proc = subprocess.Popen(cmd(wd), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ckpt = os.path.join(wd, "cyclic", "seed=0", "checkpoints")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (os.path.isdir(ckpt) and os.listdir(ckpt)):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=240)
+    if proc.returncode == 0:
+        pytest.skip("the sweep finished before the stop signal")
+    assert proc.returncode == 130 and "Traceback" not in out, out
+    side = json.load(open(os.path.join(wd, "cyclic", "seed=0", S.SWEEP_FILE)))
+    assert side["status"] == "running" and side["group"] == ["cyclic/seed=0", "cyclic/seed=1"]
+    again = subprocess.run(cmd(wd), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "group of 2 runs in one program: cyclic/seed=0, cyclic/seed=1" in again.stdout
+    for name in ("cyclic/seed=0", "cyclic/seed=1", "shuffled/seed=0", "shuffled/seed=1"):
+        a, b = np.load(os.path.join(ref, name, "losses.npz")), np.load(os.path.join(wd, name, "losses.npz"))
+        np.testing.assert_array_equal(a["eval_losses"], b["eval_losses"])
+        np.testing.assert_array_equal(a["train_losses"], b["train_losses"])
