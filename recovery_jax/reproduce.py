@@ -693,7 +693,8 @@ def pretraining_record(need: str, command: str, workdir: str, *, wall_s: float |
 
 
 def unfinished_runs(row_dir: str) -> list[str]:
-    """Run directories under row_dir that were started (config.json) but never finished (no summary.json).
+    """Run directories under row_dir that were started (config.json, or the sweep's sweep_run.json) but never
+    finished (no summary.json).
 
     A row whose record is complete is still resumed when its sweep was interrupted after the record was
     written by an earlier invocation (e.g. a --rerun stopped half way), so its runs are never left half done.
@@ -701,7 +702,8 @@ def unfinished_runs(row_dir: str) -> list[str]:
     out = []
     for dirpath, dirnames, filenames in os.walk(row_dir):
         dirnames[:] = sorted(d for d in dirnames if d != "checkpoints")
-        if "config.json" in filenames and "summary.json" not in filenames:
+        started = "config.json" in filenames or "sweep_run.json" in filenames
+        if started and "summary.json" not in filenames:
             out.append(dirpath)
     return out
 

@@ -171,6 +171,9 @@ def test_sweep_throughput_ratios_read_compute_two_ways():
     assert got["b_vs_a"] == 300 / 216 and got["b_vs_a_warm"] == 240 / 216 and got["b_vs_torch"] == 2.0
     assert got["b_wall_over_compute_plus_group_compiles"] == 216 / (200 + 12)
     assert got["b_wall_over_work_plus_group_compiles"] == 216 / (220 + 12)
+    assert "b_runner_over_work_plus_group_compiles" not in got  # (b)'s work was not measured
+    r["b_grouped"]["work_s"] = 196.0
+    assert st.ratios(r)["b_runner_over_work_plus_group_compiles"] == (196 + 12) / (220 + 12)
     del r["c_torch"], r["a_one_per_run"]["work_s"]
     assert "b_vs_torch" not in st.ratios(r) and "b_wall_over_work_plus_group_compiles" not in st.ratios(r)
     assert st._thread_counts("1,2") == [1, 2] and st._thread_counts("2") == [2]

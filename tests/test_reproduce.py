@@ -121,6 +121,11 @@ def test_fig1_end_to_end_tiny(tmp_path, repo, capsys):
     rc, out, err = run(argv, capsys)
     assert rc == 0 and "fig1: 1 unfinished run(s)" in out and "is complete" not in out, out
     assert (unfinished / "summary.json").exists()
+    assert R.unfinished_runs(str(out_dir / "fig1")) == []
+    (out_dir / "fig1" / "cyclic" / "seed=9").mkdir()  # stopped before its config.json: the sweep's note only
+    (out_dir / "fig1" / "cyclic" / "seed=9" / "sweep_run.json").write_text('{"status": "running"}')
+    assert R.unfinished_runs(str(out_dir / "fig1")) == [str(out_dir / "fig1" / "cyclic" / "seed=9")]
+    shutil.rmtree(out_dir / "fig1" / "cyclic" / "seed=9")
     # a fresh OUT (a fresh clone: committed records, no runs) recomputes the row, though its record is complete
     argv[argv.index(str(out_dir))] = str(tmp_path / "fresh")
     rc, out, err = run(argv, capsys)
