@@ -699,11 +699,13 @@ def unfinished_runs(row_dir: str) -> list[str]:
     A row whose record is complete is still resumed when its sweep was interrupted after the record was
     written by an earlier invocation (e.g. a --rerun stopped half way), so its runs are never left half done.
     """
+    from recovery_jax.rundir import SUMMARY_FILE
+    from recovery_jax.sweep import SWEEP_FILE
     out = []
     for dirpath, dirnames, filenames in os.walk(row_dir):
         dirnames[:] = sorted(d for d in dirnames if d != "checkpoints")
-        started = "config.json" in filenames or "sweep_run.json" in filenames
-        if started and "summary.json" not in filenames:
+        started = "config.json" in filenames or SWEEP_FILE in filenames
+        if started and SUMMARY_FILE not in filenames:
             out.append(dirpath)
     return out
 

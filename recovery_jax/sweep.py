@@ -527,13 +527,13 @@ def execute(runs: Sequence[RunSpec], workdir: str, *, overwrite: bool = False,
             except RunError as e:  # the group as a whole failed (e.g. a damaged checkpoint)
                 return [e] * len(cfgs)
     for batch in batches:
-        for rec in run_batch(batch, call, len(runs), width, overwrite, log):
-            records[rec.pop("index")] = rec
+        for item, rec in zip(batch, run_batch(batch, call, len(runs), width, overwrite, log)):
+            records[item[0]] = rec
     return [rec for rec in records if rec is not None]
 
 
 def run_batch(batch: Sequence[tuple], call, n_runs: int, width: int, overwrite: bool, log) -> list[dict]:
-    """Run one batch (one compiled program); its runs' records (with "index"), sweep_run.json files and log lines."""
+    """Run one batch (one compiled program): its runs' records in batch order, sweep_run.json files and log lines."""
     names = [item[1].name for item in batch]
     if len(batch) > 1:
         log(f"group of {len(batch)} runs in one program: {', '.join(names)}")
@@ -548,7 +548,7 @@ def run_batch(batch: Sequence[tuple], call, n_runs: int, width: int, overwrite: 
     share_cpu, share_wall = (_cpu_seconds() - cpu0) / len(batch), (time.time() - t0) / len(batch)
     records = []
     for (i, r, run_dir, status), out in zip(batch, outs):
-        rec = {"index": i, "name": r.name, "point": r.point.name, "seed": r.seed, "overrides": r.point.overrides,
+        rec = {"name": r.name, "point": r.point.name, "seed": r.seed, "overrides": r.point.overrides,
                "cpu_s": share_cpu, "wall_s": share_wall, "group_size": len(batch)}
         if isinstance(out, Exception):
             rec.update(status="failed", error=str(out).splitlines()[0] if str(out) else type(out).__name__)
