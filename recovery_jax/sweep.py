@@ -355,7 +355,8 @@ def normalized_config(d: dict) -> dict:
     """Flat {key: value} of a stored config.json in today's schema, for matching finished runs: missing keys at
     their default (config.with_defaults), keys the schema no longer knows dropped, numbers typed like the
     schema, and config.PERFORMANCE_KEYS ignored (they do not change what a run computes), as are model.hf_path and
-    model.revision of a run from scratch (fig2a's scratch variant is fig1's cyclic run)."""
+    model.revision of a run from scratch (fig2a's scratch variant is fig1's cyclic run); a local revision that is the
+    directory's top-level checkpoint (the same files) is the empty revision."""
     base = config_lib.flatten(config_lib.base_config())
     out = {}
     for key, value in config_lib.flatten(config_lib.without_performance_keys(config_lib.with_defaults(d))).items():
@@ -366,7 +367,22 @@ def normalized_config(d: dict) -> dict:
         out[key] = value
     if out.get("model.init") != "pretrained":  # where a pretrained model would come from: unused from scratch
         out.pop("model.hf_path", None), out.pop("model.revision", None)
+    elif out.get("model.revision") and _is_top_revision(out.get("model.hf_path"), out["model.revision"]):
+        out["model.revision"] = ""  # fig16's step600 is the pretraining's final model, which fig2a loads
     return out
+
+
+def _is_top_revision(hf_path: Any, revision: str) -> bool:
+    """Whether a local pretraining directory's `revision` holds the very files of its top level (the final
+    revision, hard-linked there by recovery_jax.pretrain): the same checkpoint, so the same run."""
+    if not isinstance(hf_path, str) or not hf_path or os.path.basename(revision) != revision:
+        return False
+    top, sub = os.path.join(hf_path, "model.safetensors"), os.path.join(hf_path, revision, "model.safetensors")
+    try:
+        return os.path.samefile(top, sub) and os.path.samefile(os.path.join(hf_path, "config.json"),
+                                                              os.path.join(hf_path, revision, "config.json"))
+    except OSError:
+        return False
 
 
 def run_status(run_dir: str, cfg) -> str:

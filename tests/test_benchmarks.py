@@ -180,3 +180,17 @@ def test_sweep_throughput_ratios_read_compute_two_ways():
     for bad in ("0", "a", "", "1,-1"):
         with pytest.raises(Exception, match="positive thread counts"):
             st._thread_counts(bad)
+
+
+def test_pretrain_step_benchmark_compares_the_same_loss():
+    """benchmarks.pretrain_step times the pretraining step (chunked loss) against the full-logits step on a tiny
+    model: both give the same first-step loss, and the report has its timings."""
+    from benchmarks import pretrain_step
+
+    tiny = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
+            "data.sources=news", "data.seq_len=16", "train.batch=2"]
+    out = pretrain_step.run("configs/pretrain/neox_small.py", 1, tiny, log=lambda *_: None)
+    assert abs(out["loss"]["chunked"] - out["loss"]["full logits"]) < 1e-5
+    assert out["loss"]["chunked"] > 1.0 and out["trained_vocab"] > 1000
+    assert all(_positive(v["best"]) for v in out["step_s"].values())
+    assert _positive(out["ratio_full_over_chunked"]["median"])

@@ -93,6 +93,38 @@ def tiny_run(tmp_path_factory):
     return cfg, wd, record
 
 
+@pytest.mark.parametrize("config", ["neox_small.py", "gpt2_small.py"])
+def test_training_step_is_the_mean_next_token_loss(config):
+    """The pretraining step's loss (engine.chunked_lm_loss on the final hidden state and the [V, D] output
+    projection: GPT-NeoX's embed_out transposed, GPT-2's tied wte) and its update equal plain autodiff through
+    the model's own logits (masked_doc_losses, the run engine's loss) to fp32 rounding."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from recovery_jax.engine import masked_doc_losses
+
+    cfg = P.load_config(str(ROOT / "configs" / "pretrain" / config), TINY)
+    V = 300
+    built = P.build(cfg, V, np.arange(0, V, 2, dtype=np.int32))  # a restricted vocabulary, as when pretraining
+    optimizer, _ = P.make_optimizer(cfg)
+    state = {"params": built.params, "opt_state": optimizer.init(built.params), "step": np.int32(0)}
+    ids = jnp.asarray(np.random.default_rng(0).integers(0, V // 2, (4, 32)), jnp.int32)
+    train_step, _ = P.step_fns(built.module, optimizer, built.train_cfg)
+
+    def plain(params):
+        logits = built.module.apply({"params": params}, ids)
+        return masked_doc_losses(logits, ids, jnp.ones_like(ids, bool)).mean()
+
+    want, grads = jax.value_and_grad(plain)(built.params)
+    updates, _ = optimizer.update(grads, optimizer.init(built.params), built.params)
+    want_params = optax.apply_updates(built.params, updates)
+    new_state, loss = train_step(jax.tree_util.tree_map(jnp.copy, state), ids)
+    assert abs(float(loss) - float(want)) < 1e-5
+    for a, b in zip(jax.tree_util.tree_leaves(new_state["params"]), jax.tree_util.tree_leaves(want_params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
 def test_heldout_loss_falls_and_revisions_are_written(tiny_run):
     cfg, wd, record = tiny_run
     steps = [r["step"] for r in record["revisions"]]

@@ -274,6 +274,34 @@ def test_normalized_config_fills_new_keys_drops_retired_ones_and_types_numbers()
     assert S.normalized_config(scratch) != S.normalized_config(other)
 
 
+def test_the_final_revision_of_a_local_pretraining_is_its_top_level_checkpoint(tmp_path):
+    """A pretrained run at revision stepN whose files are the directory's top-level ones (recovery_jax.pretrain
+    hard-links the final revision there) is the same run as one without a revision (fig16's step600 = fig2a's
+    pretrained runs, reused); another revision, or a copy that is not the same file, stays a different run."""
+    from recovery_jax import config as config_lib
+
+    w = tmp_path / "pre"
+    for rev, text in (("step1", "a"), ("step2", "b")):
+        (w / rev).mkdir(parents=True)
+        for name in ("model.safetensors", "config.json"):
+            (w / rev / name).write_text(text + name)
+    for name in ("model.safetensors", "config.json"):
+        os.link(w / "step2" / name, w / name)
+
+    def cfg(revision, path=str(w)):
+        d = config_lib.to_dict(config_lib.base_config())
+        d["model"].update(init="pretrained", hf_path=path, revision=revision)
+        return S.normalized_config(d)
+
+    assert cfg("step2") == cfg("")
+    assert cfg("step1") != cfg("")
+    assert cfg("step2", str(tmp_path / "missing")) != cfg("", str(tmp_path / "missing"))
+    (w / "step3").mkdir()
+    for name in ("model.safetensors", "config.json"):
+        (w / "step3" / name).write_text((w / name).read_text())  # equal bytes, another file: not assumed equal
+    assert cfg("step3") != cfg("")
+
+
 def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path):
     path = write_config(tmp_path, '{"grid": {"M": [1, 2, 3]}, "seeds": [0]}')
     runs, _ = S.build_runs(path)

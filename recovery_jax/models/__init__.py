@@ -28,12 +28,15 @@ from .factory import (
     uses_dropout,
 )
 from .hf_io import convert_state_dict, detect_arch, export_hf, load_hf, load_pretrained, to_hf_state_dict
-from .tree import block_param_path, get_by_path, num_blocks, param_count, trainable_mask, unembedding
+from .tree import (
+    block_param_path, get_by_path, num_blocks, output_projection, param_count, trainable_mask, unembedding,
+)
 
 __all__ = [
     "ACTIVATIONS", "ARCHITECTURES", "ARCHS", "Architecture", "INIT_SCHEMES", "PRESETS", "ModelConfig",
     "block_param_path", "build_model", "convert_state_dict", "detect_arch", "export_hf", "get_by_path",
-    "init_params", "load_hf", "load_pretrained", "model_config", "num_blocks", "pad_vocab", "param_count",
-    "param_shapes", "parse_config", "preset_config", "restrict_vocab", "scatter_vocab", "to_hf_config", "to_hf_state_dict",
+    "init_params", "load_hf", "load_pretrained", "model_config", "num_blocks", "output_projection", "pad_vocab",
+    "param_count", "param_shapes", "parse_config", "preset_config", "restrict_vocab", "scatter_vocab", "to_hf_config",
+    "to_hf_state_dict",
     "trainable_mask", "unembedding", "uses_dropout", "without_dropout",
 ]

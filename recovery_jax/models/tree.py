@@ -52,6 +52,16 @@ def unembedding(arch: str | ModelConfig, params: dict) -> jax.Array:
     return get_by_path(params, registry.get(arch).unembedding)
 
 
+def output_projection(arch: str | ModelConfig, params: dict) -> jax.Array:
+    """The unembedding as a [V, D] matrix, one row per token: logits = final hidden state @ its transpose
+    (GPT-NeoX's embed_out kernel transposed, GPT-2's tied wte as stored), for losses that compute the logits
+    themselves (engine.chunked_lm_loss)."""
+    a = registry.get(arch)
+    token_axis = dict(a.vocab_params)[a.unembedding]
+    W = get_by_path(params, a.unembedding)
+    return W if token_axis == 0 else W.T
+
+
 def trainable_mask(arch: str | ModelConfig, params: dict, *, freeze_first: int = 0, freeze_last: int = 0) -> dict:
     """Bool pytree (True = trainable) for optax.masked / multi_transform.
 

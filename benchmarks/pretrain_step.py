@@ -1,0 +1,109 @@
+"""The pretraining step (recovery_jax.pretrain: the loss by engine.chunked_lm_loss, logits never materialised)
+against the same step through the model's full [B, L, V] logits (engine.masked_doc_losses, what the step did
+before), at the real config's shapes and trained vocabulary, timed interleaved in one process.
+
+    python -m benchmarks.pretrain_step [--config configs/pretrain/neox_small.py] [--config.KEY=VALUE ...]
+        [--reps 8] [--out FILE.json]
+
+Prints each step's best and median seconds, the ratio full / chunked per round (its range), and the loss of
+both (equal to fp32 rounding: the same function).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from benchmarks import common
+
+
+def reference_step(model, optimizer):
+    """The training step with the loss on the model's own logits (the full [B, L, V] tensor)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from recovery_jax.engine import masked_doc_losses
+
+    def loss_fn(params, ids_BL):
+        return masked_doc_losses(model.apply({"params": params}, ids_BL), ids_BL, jnp.ones_like(ids_BL, bool)).mean()
+
+    def step(state, ids_BL):
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"], ids_BL)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state,
+                "step": state["step"] + 1}, loss
+
+    return jax.jit(step)
+
+
+def run(config: str, reps: int, overrides=(), log=print) -> dict:
+    import jax
+
+    from recovery_jax import data as data_lib
+    from recovery_jax import pretrain as P
+
+    cfg = P.load_config(config, list(overrides))
+    tok = data_lib.get_tokenizer(cfg.data.tokenizer)
+    split = P.make_split(cfg)
+    built = P.build(cfg, tok.vocab_size, split.vocab_map)
+    optimizer, _ = P.make_optimizer(cfg)
+    B, L = int(cfg.train.batch), int(cfg.data.seq_len)
+    ids_BL = P.Stream(split.train_ids, L, int(cfg.seed)).batch(0, B)
+    chunked, _ = P.step_fns(built.module, optimizer, built.train_cfg)
+    steps = {"chunked": chunked, "full logits": reference_step(built.module, optimizer)}
+    state = {"params": built.params, "opt_state": optimizer.init(built.params), "step": np.int32(0)}
+    fresh = lambda: jax.tree_util.tree_map(lambda x: jax.numpy.array(x, copy=True), state)  # noqa: E731 (donated)
+    losses, times = {}, {k: [] for k in steps}
+    for name, fn in steps.items():  # compile, and the loss of the first step
+        losses[name] = float(jax.block_until_ready(fn(fresh(), ids_BL))[1])
+    for _ in range(reps):
+        for name, fn in steps.items():
+            s = fresh()
+            jax.block_until_ready(s)
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(s, ids_BL))
+            times[name].append(time.perf_counter() - t0)
+    ratio = np.asarray(times["full logits"]) / np.asarray(times["chunked"])
+    out = {"config": config, "batch": B, "seq_len": L, "trained_vocab": built.train_cfg.vocab_size,
+           "arch": built.train_cfg.arch, "reps": reps, "loss": losses,
+           "step_s": {k: {"best": min(v), "median": float(np.median(v)), "all": v} for k, v in times.items()},
+           "ratio_full_over_chunked": {"best_over_best": min(times["full logits"]) / min(times["chunked"]),
+                                       "min": float(ratio.min()), "median": float(np.median(ratio)),
+                                       "max": float(ratio.max())},
+           "machine": common.machine_info()}
+    for k, v in out["step_s"].items():
+        log(f"{k:12s} step best {v['best']:.3f} s, median {v['median']:.3f} s  (loss {losses[k]:.6f})")
+    r = out["ratio_full_over_chunked"]
+    log(f"full logits / chunked: {r['best_over_best']:.2f} (best over best); per round {r['min']:.2f}-{r['max']:.2f},"
+        f" median {r['median']:.2f}  [{built.train_cfg.arch}, B x L = {B} x {L}, V = {built.train_cfg.vocab_size}]")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="configs/pretrain/neox_small.py")
+    ap.add_argument("--reps", type=int, default=8)
+    ap.add_argument("--out", default=None)
+    args, rest = ap.parse_known_args(argv)
+    overrides = [a.removeprefix("--config.") for a in rest if a.startswith("--config.")]
+    if len(overrides) != len(rest):
+        print(f"error: unknown arguments {[a for a in rest if not a.startswith('--config.')]}: give --config.KEY=VALUE "
+              f"overrides, --config, --reps or --out", file=sys.stderr)
+        return 2
+    if args.reps < 1:
+        print(f"error: --reps {args.reps} is not valid: give a positive number of rounds", file=sys.stderr)
+        return 2
+    out = run(args.config, args.reps, overrides)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
