@@ -546,7 +546,7 @@ ROWS: list[Row] = [
         groups=(("scratch", "scratch"), ("pretrained", "pretrained")), style="labelled",
         per_cycle=("scratch", "pretrained"), rules=(Above(CLEAR),), needs=("pretrain/gpt2_small",), expect="yes",
         reason="both recover clearly; the offline-pretrained GPT-2 recovers less than the same model from scratch, "
-               "the ordering row `fig2a` found for GPT-NeoX (pretraining 0.6 M tokens, held-out loss 10.36 -> 7.17)",
+               "the ordering row `fig2a` found for GPT-NeoX (pretraining 0.6 M tokens, held-out loss 10.36 -> 7.16)",
         paper="Fig 20 GPT2-large (pretrained)", paper_config="`fig20.py`",
         cpu_config="`fig20.py` (4×256 GPT-2, variants `scratch`, `pretrained`)"),
     Row("fig21", "21", "Recovery on Wikipedia text with a random-init model",

@@ -3,7 +3,7 @@ the offline-pretrained model (configs/pretrain/neox_small.py), B = 0 / 1 / 2 / 3
 
 configs/cpu/fig5d.py freezes *random* blocks of a from-scratch model and finds RS rising with B; the paper
 freezes pretrained blocks and finds RS falling (about 8 trainable blocks needed). This is the paper's test
-at CPU scale: the frozen blocks hold pretrained features. Measured (3 seeds): RS 0.431 / 0.228 / 0.142 / 0.100 for
+at CPU scale: the frozen blocks hold pretrained features. Measured (3 seeds): RS 0.444 / 0.226 / 0.140 / 0.083 for
 B = 0 / 1 / 2 / 3 -- falls, as in the paper.
 
     python -m recovery_jax.pretrain --config configs/pretrain/neox_small.py --workdir runs/pretrain/neox_small
