@@ -11,7 +11,6 @@ both (equal to fp32 rounding: the same function).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -85,24 +84,22 @@ def run(config: str, reps: int, overrides=(), log=print) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="configs/pretrain/neox_small.py")
-    ap.add_argument("--reps", type=int, default=8)
-    ap.add_argument("--out", default=None)
-    args, rest = ap.parse_known_args(argv)
-    overrides = [a.removeprefix("--config.") for a in rest if a.startswith("--config.")]
-    if len(overrides) != len(rest):
-        print(f"error: unknown arguments {[a for a in rest if not a.startswith('--config.')]}: give --config.KEY=VALUE "
-              f"overrides, --config, --reps or --out", file=sys.stderr)
-        return 2
-    if args.reps < 1:
-        print(f"error: --reps {args.reps} is not valid: give a positive number of rounds", file=sys.stderr)
-        return 2
-    out = run(args.config, args.reps, overrides)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=1)
-    return 0
+    from recovery_jax import cli, config as config_lib
+
+    def inner(argv):
+        overrides, rest = config_lib.split_argv(argv)
+        p = cli.ArgumentParser(prog="python -m benchmarks.pretrain_step", description=__doc__)
+        p.add_argument("--config", default="configs/pretrain/neox_small.py", help="a pretraining config")
+        p.add_argument("--reps", type=cli.positive_int, default=8, help="interleaved rounds of both steps")
+        p.add_argument("--out", default=None, help="write the report JSON here")
+        a = p.parse_args(rest)
+        out = run(a.config, a.reps, overrides)
+        if a.out:
+            with open(a.out, "w") as f:
+                json.dump(out, f, indent=1)
+        return 0
+
+    return cli.guarded(inner, sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -194,3 +194,13 @@ def test_pretrain_step_benchmark_compares_the_same_loss():
     assert out["loss"]["chunked"] > 1.0 and out["trained_vocab"] > 1000
     assert all(_positive(v["best"]) for v in out["step_s"].values())
     assert _positive(out["ratio_full_over_chunked"]["median"])
+
+
+@pytest.mark.parametrize("argv, needle", [(["--config", "nope.py"], "nope.py"), (["--reps", "0"], "--reps"),
+                                          (["--config.model.nope=3"], "model.nope")])
+def test_pretrain_step_bad_input_is_one_error_line(argv, needle, capsys):
+    from benchmarks import pretrain_step
+
+    assert pretrain_step.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0]
