@@ -11,7 +11,6 @@ both (equal to fp32 rounding: the same function).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -20,27 +19,7 @@ import numpy as np
 from benchmarks import common
 
 
-def reference_step(model, optimizer):
-    """The training step with the loss on the model's own logits (the full [B, L, V] tensor)."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from recovery_jax.engine import masked_doc_losses
-
-    def loss_fn(params, ids_BL):
-        return masked_doc_losses(model.apply({"params": params}, ids_BL), ids_BL, jnp.ones_like(ids_BL, bool)).mean()
-
-    def step(state, ids_BL):
-        loss, grads = jax.value_and_grad(loss_fn)(state["params"], ids_BL)
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state,
-                "step": state["step"] + 1}, loss
-
-    return jax.jit(step)
-
-
-def run(config: str, reps: int, overrides=(), log=print) -> dict:
+def run(config: str, reps: int, overrides=()) -> dict:
     import jax
 
     from recovery_jax import data as data_lib
@@ -53,8 +32,8 @@ def run(config: str, reps: int, overrides=(), log=print) -> dict:
     optimizer, _ = P.make_optimizer(cfg)
     B, L = int(cfg.train.batch), int(cfg.data.seq_len)
     ids_BL = P.Stream(split.train_ids, L, int(cfg.seed)).batch(0, B)
-    chunked, _ = P.step_fns(built.module, optimizer, built.train_cfg)
-    steps = {"chunked": chunked, "full logits": reference_step(built.module, optimizer)}
+    steps = {"chunked": P.step_fns(built.module, optimizer, built.train_cfg)[0],
+             "full logits": P.step_fns(built.module, optimizer, built.train_cfg, full_logits=True)[0]}
     state = {"params": built.params, "opt_state": optimizer.init(built.params), "step": np.int32(0)}
     fresh = lambda: jax.tree_util.tree_map(lambda x: jax.numpy.array(x, copy=True), state)  # noqa: E731 (donated)
     losses, times = {}, {k: [] for k in steps}
@@ -75,12 +54,17 @@ def run(config: str, reps: int, overrides=(), log=print) -> dict:
                                        "min": float(ratio.min()), "median": float(np.median(ratio)),
                                        "max": float(ratio.max())},
            "machine": common.machine_info()}
-    for k, v in out["step_s"].items():
-        log(f"{k:12s} step best {v['best']:.3f} s, median {v['median']:.3f} s  (loss {losses[k]:.6f})")
-    r = out["ratio_full_over_chunked"]
-    log(f"full logits / chunked: {r['best_over_best']:.2f} (best over best); per round {r['min']:.2f}-{r['max']:.2f},"
-        f" median {r['median']:.2f}  [{built.train_cfg.arch}, B x L = {B} x {L}, V = {built.train_cfg.vocab_size}]")
     return out
+
+
+def summary_lines(out: dict) -> list[str]:
+    lines = [f"{k:12s} step best {v['best']:.3f} s, median {v['median']:.3f} s  (loss {out['loss'][k]:.6f})"
+             for k, v in out["step_s"].items()]
+    r = out["ratio_full_over_chunked"]
+    lines.append(f"full logits / chunked: {r['best_over_best']:.2f} (best over best); per round {r['min']:.2f}-"
+                 f"{r['max']:.2f}, median {r['median']:.2f}  [{out['arch']}, B x L = {out['batch']} x {out['seq_len']}, "
+                 f"V = {out['trained_vocab']}]")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -94,9 +78,7 @@ def main(argv=None) -> int:
         p.add_argument("--out", default=None, help="write the report JSON here")
         a = p.parse_args(rest)
         out = run(a.config, a.reps, overrides)
-        if a.out:
-            with open(a.out, "w") as f:
-                json.dump(out, f, indent=1)
+        common.print_report(summary_lines(out), out, a.out)
         return 0
 
     return cli.guarded(inner, sys.argv[1:] if argv is None else argv)

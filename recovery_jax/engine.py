@@ -54,7 +54,7 @@ def chunked_lm_loss(h_ND: jax.Array, W_VD: jax.Array, targets_N: jax.Array, weig
     through in chunks, and each chunk's gradients (softmax - one-hot) are formed right there, in the forward
     pass, so the backward pass only scales them. For a large vocabulary (pretraining: N = 2048 tokens, V ~ 29k)
     the full logits and their slices, pads and transposes cost more than the matmuls themselves: a NeoX
-    pretraining step is ~1.2x faster this way on CPU (benchmarks/pretrain_step.py). W is [V, D], one row per
+    pretraining step is 1.2-1.5x faster this way on CPU (benchmarks/pretrain_step.py). W is [V, D], one row per
     token (8 % faster chunks than [D, V] on CPU). Same value and gradients as token_nll on the full logits to
     fp32 rounding (tests/test_engine.py)."""
     return _chunked_lm_loss(h_ND, W_VD, targets_N, weights_N.astype(jnp.float32), chunk)

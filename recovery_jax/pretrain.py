@@ -306,10 +306,11 @@ def build(cfg, vocab_size: int, vocab_map: np.ndarray | None = None) -> Built:
     return Built(mcfg, init, train_cfg, module, params, vocab_map)
 
 
-def step_fns(model, optimizer, mcfg):
+def step_fns(model, optimizer, mcfg, full_logits: bool = False):
     """The jitted training step (state donated) and the held-out loss. The training loss is the mean next-token
     NLL of the packed sequences (every sequence has L - 1 targets), computed from the final hidden state by
-    engine.chunked_lm_loss: the [B, L, V] logits are never materialised (benchmarks/pretrain_step.py)."""
+    engine.chunked_lm_loss: the [B, L, V] logits are never materialised. full_logits: the same loss through the
+    model's own logits instead (slower; the reference of benchmarks/pretrain_step.py)."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -317,13 +318,18 @@ def step_fns(model, optimizer, mcfg):
     from recovery_jax import models
     from recovery_jax.engine import chunked_lm_loss, masked_doc_losses
 
-    def loss_fn(params, ids_BL):
+    def full_logits_loss(params, ids_BL):
+        return masked_doc_losses(model.apply({"params": params}, ids_BL), ids_BL, jnp.ones_like(ids_BL, bool)).mean()
+
+    def chunked_loss(params, ids_BL):
         _, h_BLD = model.apply({"params": params}, ids_BL, return_hidden=True)  # the logits are dead code
         B, L = ids_BL.shape
         targets_BL = jnp.roll(ids_BL, -1, axis=1)  # position l predicts l + 1; the last one has no target
         weights_BL = jnp.broadcast_to(jnp.arange(L) < L - 1, (B, L))
         return chunked_lm_loss(h_BLD.reshape(B * L, -1), models.output_projection(mcfg, params),
                                targets_BL.reshape(-1), weights_BL.reshape(-1))
+
+    loss_fn = full_logits_loss if full_logits else chunked_loss
 
     def train_step(state, ids_BL):
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], ids_BL)

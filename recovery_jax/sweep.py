@@ -367,22 +367,11 @@ def normalized_config(d: dict) -> dict:
         out[key] = value
     if out.get("model.init") != "pretrained":  # where a pretrained model would come from: unused from scratch
         out.pop("model.hf_path", None), out.pop("model.revision", None)
-    elif out.get("model.revision") and _is_top_revision(out.get("model.hf_path"), out["model.revision"]):
-        out["model.revision"] = ""  # fig16's step600 is the pretraining's final model, which fig2a loads
+    elif out.get("model.revision") and isinstance(out.get("model.hf_path"), str) and out["model.hf_path"]:
+        from recovery_jax.models import hub  # only for pretrained runs, which import the models to run anyway
+        if hub.is_top_revision(out["model.hf_path"], out["model.revision"]):
+            out["model.revision"] = ""  # fig16's step600 is the pretraining's final model, which fig2a loads
     return out
-
-
-def _is_top_revision(hf_path: Any, revision: str) -> bool:
-    """Whether a local pretraining directory's `revision` holds the very files of its top level (the final
-    revision, hard-linked there by recovery_jax.pretrain): the same checkpoint, so the same run."""
-    if not isinstance(hf_path, str) or not hf_path or os.path.basename(revision) != revision:
-        return False
-    top, sub = os.path.join(hf_path, "model.safetensors"), os.path.join(hf_path, revision, "model.safetensors")
-    try:
-        return os.path.samefile(top, sub) and os.path.samefile(os.path.join(hf_path, "config.json"),
-                                                              os.path.join(hf_path, revision, "config.json"))
-    except OSError:
-        return False
 
 
 def run_status(run_dir: str, cfg) -> str:

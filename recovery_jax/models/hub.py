@@ -57,6 +57,22 @@ def _local_revision(d: Path, revision: str | None) -> Path:
                      f"{revision!r} with a {CONFIG_NAME}; available revisions: {listed}")
 
 
+def is_top_revision(path: str | os.PathLike, revision: str) -> bool:
+    """Whether revision `revision` of the local checkpoint directory `path` is the checkpoint at its top level, file
+    for file (the same config and weight files, as recovery_jax.pretrain hard-links its final revision there), so
+    that loading either gives the same weights. False for a Hub id, a missing revision or mere equal copies."""
+    d = Path(os.path.expanduser(str(path)))
+    if not revision or not d.is_dir():
+        return False
+    try:
+        sub = _local_revision(d, revision)
+        (_, top), (_, own) = weight_files(d), weight_files(sub)
+        pairs = [(d / CONFIG_NAME, sub / CONFIG_NAME), *zip(top, own)]
+        return len(top) == len(own) and all(a.name == b.name and os.path.samefile(a, b) for a, b in pairs)
+    except (OSError, ValueError):
+        return False
+
+
 def _download(repo_id: str, revision: str | None) -> Path:
     try:
         from huggingface_hub import snapshot_download
